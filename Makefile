@@ -1,0 +1,57 @@
+# Development tasks. `make test` is the one command that CI runs (.ci/run): it creates or
+# reuses a virtualenv, builds the Rust extension in release mode, then runs the Rust
+# tests, the linters and the Python tests.
+
+PYTHON ?= python3
+# torch is several GB: keep the virtualenv outside the clone so every clone reuses it.
+VENV ?= $(HOME)/.cache/cs336/venv
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.cs336-deps-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Serialises builds into the shared virtualenv.
+LOCK := flock $(VENV)/.build-lock
+
+.PHONY: venv build build-dev test test-rs test-py lint demo bench stubtest
+
+venv: $(DEPS_STAMP)
+
+$(DEPS_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip "maturin>=1.9.4,<2" ruff mypy
+	@# Install the declared dependencies (torch, numpy, test tools) without building us yet.
+	$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(p["dependencies"] + [d for k in ("test", "plot", "interop") for d in p["optional-dependencies"][k]]))' \
+	  > $(VENV)/requirements.txt
+	$(BIN)/python -m pip install -q -r $(VENV)/requirements.txt
+	@touch $@
+
+## build the extension in release mode into the virtualenv (editable: Python edits are live)
+build: venv
+	$(LOCK) $(BIN)/maturin develop --release --skip-install -q 2>&1 | grep -v "^📦\|^🔗\|^🐍\|^🛠" || true
+	@$(BIN)/python -c "import cs336._core" || (echo "the extension did not build"; exit 1)
+
+## unoptimised build, faster to compile
+build-dev: venv
+	$(LOCK) $(BIN)/maturin develop --skip-install -q
+
+test-rs:
+	cargo test -q
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy -q --all-targets --features python -- -D warnings
+	$(BIN)/ruff check python tests benchmarks
+	$(BIN)/ruff format --check python tests benchmarks
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test-py: build
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+test: test-rs lint test-py
+
+## the whole pipeline on the built-in corpus: tokenizer, tokens, model, loss plot, story
+demo: build
+	$(BIN)/cs336 demo --out demo
+
+bench: build
+	$(BIN)/python benchmarks/bench_train_bpe.py

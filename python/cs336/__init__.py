@@ -1,0 +1,72 @@
+"""cs336: train GPT-style language models from raw text.
+
+A byte-level BPE tokenizer (training and encoding in a Rust extension) and a compact
+pure-PyTorch model, optimizer, training loop and generation stack, following the
+Stanford CS336 (Spring 2024) assignment 1.
+
+The tokenizer names are imported eagerly; everything that needs torch is imported on
+first use (PEP 562), so ``from cs336 import Tokenizer`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from cs336.bpe import GPT2_PATTERN, BPETrainer, train_bpe
+from cs336.tokenizer import Tokenizer
+
+try:
+    __version__ = version("cs336")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+# name -> module that defines it; imported lazily because these modules import torch.
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "softmax",
+            "gelu",
+            "silu",
+            "scaled_dot_product_attention",
+            "cross_entropy",
+            "perplexity",
+        ],
+        "cs336.functional",
+    ),
+    **dict.fromkeys(
+        [
+            "RMSNorm",
+            "FeedForward",
+            "SwiGLU",
+            "RotaryEmbedding",
+            "MultiHeadSelfAttention",
+            "TransformerBlock",
+        ],
+        "cs336.layers",
+    ),
+    **dict.fromkeys(["ModelConfig", "TransformerLM"], "cs336.model"),
+    **dict.fromkeys(["SGD", "AdamW", "clip_grad_norm", "param_groups"], "cs336.optim"),
+    "lr_cosine_schedule": "cs336.schedule",
+    **dict.fromkeys(["get_batch", "open_tokens"], "cs336.data"),
+    **dict.fromkeys(["save_checkpoint", "load_checkpoint"], "cs336.checkpoint"),
+    **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.config"),
+    "train": "cs336.training",
+    "generate": "cs336.generate",
+}
+
+__all__ = ["GPT2_PATTERN", "BPETrainer", "Tokenizer", "train_bpe", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cs336' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
