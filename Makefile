@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.cs336-deps-$(shell cat pyproject.toml | cksum | cut -d' '
 # Serialises builds into the shared virtualenv.
 LOCK := flock $(VENV)/.build-lock
 
-.PHONY: venv build build-dev test test-rs test-py lint demo bench stubtest
+.PHONY: venv build build-dev inplace test test-rs test-py lint demo bench stubtest
 
 venv: $(DEPS_STAMP)
 
@@ -32,6 +32,12 @@ build: venv
 ## unoptimised build, faster to compile
 build-dev: venv
 	$(LOCK) $(BIN)/maturin develop --skip-install -q
+
+## build the extension into python/cs336/ without installing it; then run Python with
+## PYTHONPATH=python (each git worktree gets its own build this way)
+inplace:
+	PYO3_BUILD_EXTENSION_MODULE=1 cargo build -q --profile quick --features python
+	cp target/quick/lib_core.so python/cs336/_core.abi3.so
 
 test-rs:
 	cargo test -q

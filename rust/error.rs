@@ -9,7 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub enum Error {
     /// Reading or writing `path` failed.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The corpus is not valid UTF-8; `offset` is the byte offset of the first bad byte
     /// from the start of `path` (or of the text when there is no path).
     InvalidUtf8 { path: Option<PathBuf>, offset: u64 },
@@ -35,16 +38,25 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, source } => write!(f, "{}: {}", path.display(), source),
-            Error::InvalidUtf8 { path: Some(path), offset } => write!(
+            Error::InvalidUtf8 {
+                path: Some(path),
+                offset,
+            } => write!(
                 f,
                 "{} is not valid UTF-8: invalid byte at offset {}",
                 path.display(),
                 offset
             ),
             Error::InvalidUtf8 { path: None, offset } => {
-                write!(f, "text is not valid UTF-8: invalid byte at offset {offset}")
+                write!(
+                    f,
+                    "text is not valid UTF-8: invalid byte at offset {offset}"
+                )
             }
-            Error::VocabTooSmall { vocab_size, minimum } => write!(
+            Error::VocabTooSmall {
+                vocab_size,
+                minimum,
+            } => write!(
                 f,
                 "vocab_size ({vocab_size}) must be at least {minimum} \
                  (256 byte tokens + the special tokens)"
@@ -80,7 +92,10 @@ impl std::error::Error for Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

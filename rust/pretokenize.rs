@@ -24,7 +24,10 @@ impl Pretokenizer {
             pattern: pattern.to_owned(),
             message: e.to_string(),
         })?;
-        Ok(Pretokenizer { pattern: pattern.to_owned(), regex })
+        Ok(Pretokenizer {
+            pattern: pattern.to_owned(),
+            regex,
+        })
     }
 
     /// The GPT-2 pretokenizer.
@@ -93,7 +96,10 @@ impl SpecialTokens {
                     .map_err(|e| Error::BadModel(format!("special tokens: {e}")))?,
             )
         };
-        Ok(SpecialTokens { tokens: owned, matcher })
+        Ok(SpecialTokens {
+            tokens: owned,
+            matcher,
+        })
     }
 
     pub fn tokens(&self) -> &[String] {
@@ -132,29 +138,44 @@ mod tests {
 
     fn pretokens(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        Pretokenizer::gpt2().for_each(text, |p| out.push(p)).unwrap();
+        Pretokenizer::gpt2()
+            .for_each(text, |p| out.push(p))
+            .unwrap();
         out
     }
 
     #[test]
     fn gpt2_pattern_splits_words_spaces_and_contractions() {
-        assert_eq!(pretokens("Hello, world!  It's"), ["Hello", ",", " world", "!", " ", " It", "'s"]);
+        assert_eq!(
+            pretokens("Hello, world!  It's"),
+            ["Hello", ",", " world", "!", " ", " It", "'s"]
+        );
     }
 
     #[test]
     fn longest_special_token_wins() {
         let st = SpecialTokens::new(&["<|endoftext|>", "<|endoftext|><|endoftext|>"]).unwrap();
         let mut segs = Vec::new();
-        st.for_each("a<|endoftext|><|endoftext|>b<|endoftext|>", |s| segs.push(s));
+        st.for_each("a<|endoftext|><|endoftext|>b<|endoftext|>", |s| {
+            segs.push(s)
+        });
         assert_eq!(
             segs,
-            [Segment::Text("a"), Segment::Special(1), Segment::Text("b"), Segment::Special(0)]
+            [
+                Segment::Text("a"),
+                Segment::Special(1),
+                Segment::Text("b"),
+                Segment::Special(0)
+            ]
         );
     }
 
     #[test]
     fn bad_special_tokens_are_errors() {
-        assert!(matches!(SpecialTokens::new(&[""]), Err(Error::EmptySpecialToken)));
+        assert!(matches!(
+            SpecialTokens::new(&[""]),
+            Err(Error::EmptySpecialToken)
+        ));
         assert!(matches!(
             SpecialTokens::new(&["<a>", "<a>"]),
             Err(Error::DuplicateSpecialToken(_))
@@ -163,6 +184,9 @@ mod tests {
 
     #[test]
     fn bad_pattern_is_an_error() {
-        assert!(matches!(Pretokenizer::new("(unclosed"), Err(Error::BadPattern { .. })));
+        assert!(matches!(
+            Pretokenizer::new("(unclosed"),
+            Err(Error::BadPattern { .. })
+        ));
     }
 }

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use crate::error::Error;
 
 mod encode;
+mod pretokenize;
 mod train;
 
 impl From<Error> for PyErr {
@@ -39,6 +40,7 @@ impl From<Error> for PyErr {
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GPT2_PATTERN", crate::pretokenize::GPT2_PATTERN)?;
+    pretokenize::register(m)?;
     train::register(m)?;
     encode::register(m)?;
     Ok(())

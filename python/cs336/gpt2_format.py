@@ -1,0 +1,175 @@
+"""GPT-2's tokenizer file format: ``vocab.json`` and ``merges.txt``.
+
+GPT-2 stores byte tokens as printable strings through a fixed byte -> character table
+(:func:`bytes_to_unicode`): printable Latin-1 bytes map to themselves, the other 68 bytes
+to the characters U+0100 onwards. ``vocab.json`` maps each token's string to its id;
+``merges.txt`` has one merge ``a b`` per line in creation order, after an optional
+``#version`` line. OpenAI's ``encoder.json`` / ``vocab.bpe`` are exactly these files.
+
+Files are written atomically: to a temporary file in the same folder, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+Vocab = dict[int, bytes]
+Merges = list[tuple[bytes, bytes]]
+
+
+@cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table.
+
+    >>> bytes_to_unicode()[ord("a")], bytes_to_unicode()[ord(" ")]
+    ('a', 'Ġ')
+    """
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    table = {b: chr(b) for b in printable}
+    n = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + n)
+            n += 1
+    return table
+
+
+@cache
+def unicode_to_bytes() -> dict[str, int]:
+    """The inverse of :func:`bytes_to_unicode`."""
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def encode_token(token: bytes) -> str:
+    """Token bytes -> GPT-2's printable string. ``encode_token(b" the") == "Ġthe"``."""
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in token)
+
+
+def decode_token(text: str, *, where: str = "token") -> bytes:
+    """GPT-2's printable string -> token bytes; ValueError naming ``where`` on a character
+    outside the table."""
+    table = unicode_to_bytes()
+    try:
+        return bytes(table[c] for c in text)
+    except KeyError as e:
+        raise ValueError(
+            f"{where}: character {e.args[0]!r} is not in GPT-2's byte-to-unicode table"
+        ) from None
+
+
+def read_vocab(path: str | os.PathLike[str]) -> Vocab:
+    """Read a GPT-2 ``vocab.json`` into ``{id: bytes}``."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object mapping tokens to ids")
+    vocab: Vocab = {}
+    for text, token_id in raw.items():
+        if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+            raise ValueError(f"{path}: token {text!r} has id {token_id!r}, not an integer >= 0")
+        if token_id in vocab:
+            raise ValueError(f"{path}: id {token_id} is given to two tokens")
+        vocab[token_id] = decode_token(text, where=f"{path}: token {text!r}")
+    return vocab
+
+
+def read_merges(path: str | os.PathLike[str]) -> Merges:
+    """Read a GPT-2 ``merges.txt`` (an optional ``#version`` first line, then ``a b`` per
+    line) into ``[(a_bytes, b_bytes), ...]``."""
+    path = Path(path)
+    merges: Merges = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line or (lineno == 1 and line.startswith("#version")):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise ValueError(f"{path}:{lineno}: expected two tokens 'a b', got {line!r}")
+            where = f"{path}:{lineno}"
+            merges.append((decode_token(parts[0], where=where), decode_token(parts[1], where=where)))
+    return merges
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so that ``path``
+    is either the old file or the complete new one, never a partial write."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_vocab(path: str | os.PathLike[str], vocab: Vocab) -> None:
+    """Write ``{id: bytes}`` as a GPT-2 ``vocab.json`` (ordered by id)."""
+    obj = {encode_token(vocab[i]): i for i in sorted(vocab)}
+    if len(obj) != len(vocab):
+        raise ValueError("vocabulary has two ids with the same bytes; GPT-2's format cannot hold it")
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def write_merges(path: str | os.PathLike[str], merges: Iterable[tuple[bytes, bytes]]) -> None:
+    """Write merges as a GPT-2 ``merges.txt`` with a ``#version: 0.2`` first line."""
+    lines = ["#version: 0.2"]
+    lines += [f"{encode_token(a)} {encode_token(b)}" for a, b in merges]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# A tokenizer directory: vocab.json + merges.txt (GPT-2's files) + special_tokens.json.
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+SPECIAL_TOKENS_FILE = "special_tokens.json"
+
+
+def write_dir(
+    directory: str | os.PathLike[str], vocab: Vocab, merges: Merges, special_tokens: list[str]
+) -> Path:
+    """Save a tokenizer as ``directory/{vocab.json, merges.txt, special_tokens.json}``
+    (the directory is created when missing). Returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_vocab(directory / VOCAB_FILE, vocab)
+    write_merges(directory / MERGES_FILE, merges)
+    atomic_write_text(
+        directory / SPECIAL_TOKENS_FILE, json.dumps(list(special_tokens), ensure_ascii=False) + "\n"
+    )
+    return directory
+
+
+def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str]]:
+    """Load what :func:`write_dir` saved. ``special_tokens.json`` is optional (GPT-2's own
+    two files in a folder load too, with no special tokens)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"tokenizer directory not found: {directory}")
+    vocab = read_vocab(directory / VOCAB_FILE)
+    merges = read_merges(directory / MERGES_FILE)
+    specials_path = directory / SPECIAL_TOKENS_FILE
+    specials: list[str] = []
+    if specials_path.exists():
+        with open(specials_path, encoding="utf-8") as f:
+            specials = json.load(f)
+        if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
+            raise ValueError(f"{specials_path}: expected a JSON list of strings")
+    return vocab, merges, specials

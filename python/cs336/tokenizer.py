@@ -1,0 +1,5 @@
+"""The Tokenizer (placeholder until the encoder lands)."""
+
+
+class Tokenizer:
+    pass
