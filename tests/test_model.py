@@ -232,3 +232,47 @@ def test_large_model_can_be_built_on_the_meta_device():
         model = TransformerLM(50257, 1024, 1600, 48, 25, 6400)
     assert model.num_parameters() == 1_637_176_000
     assert model.lm_head.weight.device.type == "meta"
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("attention", ["reference", "fused"])
+def test_cuda_bf16_training_tracks_fp32(attention):
+    def train(autocast: bool) -> list[float]:
+        torch.manual_seed(0)
+        model = TransformerLM(**{**SMALL, "context_length": 64}, attention=attention).cuda()
+        x = torch.randint(0, 50, (8, 65), device="cuda")
+        opt = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, foreach=True)
+        losses = []
+        for _ in range(20):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                loss = cross_entropy(model(x[:, :-1]), x[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    fp32, bf16 = train(False), train(True)
+    assert all(map(torch.isfinite, torch.tensor(bf16)))
+    assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0]
+    assert abs(bf16[-1] - fp32[-1]) < 0.1 * fp32[0]
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_kv_cache_and_fused_attention_match_reference():
+    ref = _model().cuda().eval()
+    fused = _model(attention="fused").cuda().eval()
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randint(0, 50, (2, 16), device="cuda")
+    full = ref(x)
+    torch.testing.assert_close(fused(x), full, atol=1e-4, rtol=1e-4)
+    cache = fused.init_kv_cache(2)
+    steps = [fused(x[:, :4], kv_cache=cache)] + [
+        fused(x[:, i : i + 1], kv_cache=cache) for i in range(4, 16)
+    ]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-4, rtol=1e-4)
