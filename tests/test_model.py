@@ -121,6 +121,8 @@ def test_forward_rejects_long_or_malformed_input():
         model(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(16,\)"):
         model(torch.zeros(16, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer tensor, got torch.float32"):
+        model(torch.zeros(1, 4))
     with pytest.raises(ValueError, match="batch size 2"):
         model(torch.zeros(3, 4, dtype=torch.long), kv_cache=model.init_kv_cache(2))
 
