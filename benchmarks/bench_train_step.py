@@ -228,7 +228,7 @@ def main() -> None:
         ratio = f"{base['seconds'] / r['seconds']:.2f}x" if base else "n/a"
         print(
             f"| {p} | {1e3 * r['seconds']:.1f} | {tps:,.0f} | {mfu} | {ratio} "
-            f"| {r['loss']:.4f} | {r['mem_gib']:.2f} |"
+            f"| {r['loss']:.5f} | {r['mem_gib']:.2f} |"
         )
     ref_loss = next(iter(results.values()))["loss"]
     bad = {
