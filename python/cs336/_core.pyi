@@ -5,6 +5,16 @@ GPT2_PATTERN: str
 
 # ---- pretokenize (rust/py/pretokenize.rs) ----
 
+def pretokenize(text: str, pattern: str | None = None, *, scanner: bool = True) -> list[str]:
+    """The pretokens of ``text``: the successive matches of ``pattern`` (``GPT2_PATTERN``
+    when None). The GPT-2 pattern runs a hand-written scanner with identical output;
+    ``scanner=False`` forces fancy-regex.
+
+    Raises:
+        ValueError: ``pattern`` does not compile.
+        UnicodeEncodeError: ``text`` holds a lone surrogate.
+    """
+
 # ---- train (rust/py/train.rs) ----
 
 # ---- encode (rust/py/encode.rs) ----
