@@ -15,6 +15,10 @@ def pretokenize(text: str, pattern: str | None = None, *, scanner: bool = True) 
         UnicodeEncodeError: ``text`` holds a lone surrogate.
     """
 
+def count_pretokens(text: str, pattern: str | None = None, *, scanner: bool = True) -> int:
+    """``len(pretokenize(text, pattern, scanner=scanner))`` without building the list (so a
+    benchmark times the pretokenizer alone). Raises as ``pretokenize``."""
+
 # ---- train (rust/py/train.rs) ----
 
 # ---- encode (rust/py/encode.rs) ----
