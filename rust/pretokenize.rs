@@ -227,20 +227,49 @@ impl ClassTable {
     /// End of the longest run of `class` characters starting at byte `j`.
     #[inline(always)]
     fn run_end(&self, s: &[u8], mut j: usize, class: Class) -> usize {
-        while j < s.len() {
-            let b = s[j];
+        loop {
+            let Some(&b) = s.get(j) else {
+                return j;
+            };
             if b < 0x80 {
                 if self.ascii[b as usize] != class {
-                    break;
+                    return j;
                 }
-                j += 1;
+                j = self.ascii_run_end(s, j + 1, class);
             } else {
                 let (c, len) = self.class_at(s, j);
                 if c != class {
-                    break;
+                    return j;
                 }
                 j += len;
             }
+        }
+    }
+
+    /// End of the longest run of ASCII `class` bytes starting at byte `j`: eight bytes at
+    /// a time for letters and digits, which make up most of the bytes of most text.
+    #[inline(always)]
+    fn ascii_run_end(&self, s: &[u8], mut j: usize, class: Class) -> usize {
+        let of_class = match class {
+            Class::Letter => ascii_letter_bytes,
+            Class::Number => ascii_digit_bytes,
+            _ => {
+                while j < s.len() && s[j] < 0x80 && self.ascii[s[j] as usize] == class {
+                    j += 1;
+                }
+                return j;
+            }
+        };
+        while let Some(chunk) = s.get(j..j + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let run = (!of_class(x) & HIGH_BITS).trailing_zeros() as usize / 8;
+            j += run;
+            if run < 8 {
+                return j;
+            }
+        }
+        while j < s.len() && s[j] < 0x80 && self.ascii[s[j] as usize] == class {
+            j += 1;
         }
         j
     }
@@ -291,6 +320,30 @@ impl ClassTable {
             }
         }
     }
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x80 * LOW_BITS;
+
+/// Bit 7 of each byte of `x` (eight bytes of text, little-endian) set where that byte is
+/// an ASCII letter. Bytes of 0x80 and above are cleared to 0x00..0x7F first, so adding at
+/// most 0x1F never carries into the next byte; bit 7 of `v + 0x80 - lo` is then `v >= lo`.
+#[inline(always)]
+fn ascii_letter_bytes(x: u64) -> u64 {
+    // ASCII letters, and nothing else, fold onto `a..=z` when bit 5 is set.
+    let v = (x | (0x20 * LOW_BITS)) & (0x7F * LOW_BITS);
+    let at_least_a = v + (0x80 - b'a' as u64) * LOW_BITS;
+    let above_z = v + (0x80 - b'z' as u64 - 1) * LOW_BITS;
+    at_least_a & !above_z & !x & HIGH_BITS
+}
+
+/// Like [`ascii_letter_bytes`], for ASCII digits.
+#[inline(always)]
+fn ascii_digit_bytes(x: u64) -> u64 {
+    let v = x & (0x7F * LOW_BITS);
+    let at_least_0 = v + (0x80 - b'0' as u64) * LOW_BITS;
+    let above_9 = v + (0x80 - b'9' as u64 - 1) * LOW_BITS;
+    at_least_0 & !above_9 & !x & HIGH_BITS
 }
 
 /// A piece of text after splitting on special tokens.
@@ -492,6 +545,33 @@ mod tests {
                 (class, c.len_utf8()),
                 "{c:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_byte_masks_match_the_ascii_table() {
+        let table = class_table();
+        for b in 0..=255u8 {
+            // Each byte in each of the eight lanes, among neighbours that could carry.
+            for lane in 0..8 {
+                for fill in [0x00u8, 0x7F, 0x80, 0xFF, b'z', b'0'] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let x = u64::from_le_bytes(bytes);
+                    let class = (b < 0x80).then(|| table.ascii[b as usize]);
+                    let bit = 0x80u64 << (8 * lane);
+                    assert_eq!(
+                        ascii_letter_bytes(x) & bit != 0,
+                        class == Some(Class::Letter),
+                        "{b:#x}"
+                    );
+                    assert_eq!(
+                        ascii_digit_bytes(x) & bit != 0,
+                        class == Some(Class::Number),
+                        "{b:#x}"
+                    );
+                }
+            }
         }
     }
 
