@@ -142,6 +142,9 @@ enum Class {
 #[derive(Debug)]
 struct ClassTable {
     ascii: [Class; 128],
+    /// The classes of U+0000..U+07FF (the two-byte characters: Latin, Greek, Cyrillic,
+    /// Hebrew, Arabic...), looked up directly.
+    two_byte: Box<[Class; 0x800]>,
     /// `blocks[index[cp >> 8]][cp & 0xFF]` is the class of code point `cp`: the
     /// 0x1100 blocks of 256 code points share the few distinct ones.
     index: Box<[u16; 0x1100]>,
@@ -195,6 +198,7 @@ impl ClassTable {
         }
         ClassTable {
             ascii: all[..128].try_into().expect("128 ASCII classes"),
+            two_byte: Box::new(all[..0x800].try_into().expect("0x800 classes")),
             index,
             blocks,
         }
@@ -211,7 +215,7 @@ impl ClassTable {
         let b0 = b0 as usize;
         let cont = |k: usize| (s[i + k] & 0x3F) as usize;
         let (cp, len) = if b0 < 0xE0 {
-            (((b0 & 0x1F) << 6) | cont(1), 2)
+            return (self.two_byte[((b0 & 0x1F) << 6) | cont(1)], 2);
         } else if b0 < 0xF0 {
             (((b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3)
         } else {
