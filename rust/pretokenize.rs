@@ -253,25 +253,16 @@ impl ClassTable {
     /// End of the longest run of ASCII `class` bytes starting at byte `j`: eight bytes at
     /// a time for letters and digits, which make up most of the bytes of most text.
     #[inline(always)]
-    fn ascii_run_end(&self, s: &[u8], mut j: usize, class: Class) -> usize {
-        let of_class = match class {
-            Class::Letter => ascii_letter_bytes,
-            Class::Number => ascii_digit_bytes,
-            _ => {
-                while j < s.len() && s[j] < 0x80 && self.ascii[s[j] as usize] == class {
-                    j += 1;
-                }
-                return j;
-            }
+    fn ascii_run_end(&self, s: &[u8], j: usize, class: Class) -> usize {
+        let (j, ended) = match class {
+            Class::Letter => swar_run_end(s, j, ascii_letter_bytes),
+            Class::Number => swar_run_end(s, j, ascii_digit_bytes),
+            _ => (j, false),
         };
-        while let Some(chunk) = s.get(j..j + 8) {
-            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            let run = (!of_class(x) & HIGH_BITS).trailing_zeros() as usize / 8;
-            j += run;
-            if run < 8 {
-                return j;
-            }
+        if ended {
+            return j;
         }
+        let mut j = j;
         while j < s.len() && s[j] < 0x80 && self.ascii[s[j] as usize] == class {
             j += 1;
         }
@@ -324,6 +315,21 @@ impl ClassTable {
             }
         }
     }
+}
+
+/// Skip the bytes from `j` on that `of_class` marks, eight at a time. Returns where it
+/// stopped and whether the run ended there (`false`: fewer than eight bytes were left).
+#[inline(always)]
+fn swar_run_end(s: &[u8], mut j: usize, of_class: impl Fn(u64) -> u64) -> (usize, bool) {
+    while let Some(chunk) = s.get(j..j + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let run = (!of_class(x) & HIGH_BITS).trailing_zeros() as usize / 8;
+        j += run;
+        if run < 8 {
+            return (j, true);
+        }
+    }
+    (j, false)
 }
 
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
