@@ -504,6 +504,17 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_are_linear() {
+        // fancy-regex gives up on `\s+(?!\S)` past about a million whitespace characters
+        // ("Max stack size exceeded for backtracking"); the scanner does not backtrack.
+        let n = 1_200_000;
+        let text = format!("{}a{}", " ".repeat(n), "\n".repeat(n));
+        let spaces = " ".repeat(n - 1);
+        let newlines = "\n".repeat(n);
+        assert_eq!(scanned(&text), [spaces.as_str(), " a", newlines.as_str()]);
+    }
+
+    #[test]
     fn unicode_whitespace() {
         // U+00A0, U+3000, U+0085, U+2028, VT and FF are White_Space; only U+0020 joins
         // the next run.

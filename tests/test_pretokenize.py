@@ -88,6 +88,13 @@ def test_gpt2_examples(text: str, expected: list[str]) -> None:
     assert pretokenize(text) == expected
 
 
+def test_long_whitespace_runs() -> None:
+    # fancy-regex fails here ("Max stack size exceeded for backtracking" past about a
+    # million whitespace characters); the scanner needs no backtracking.
+    n = 2_000_000
+    assert pretokenize(" " * n + "a\t\t") == [" " * (n - 1), " a", "\t\t"]
+
+
 def test_custom_pattern_and_errors() -> None:
     assert pretokenize("ab, cd", r"\w+") == ["ab", "cd"]
     assert pretokenize("ab, cd", r"\w+", scanner=False) == ["ab", "cd"]
