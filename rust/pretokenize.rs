@@ -2,6 +2,7 @@
 //! pattern (by a hand-written scanner) or a custom pattern (by fancy-regex).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -60,6 +61,7 @@ impl Pretokenizer {
         }
     }
 
+    /// The pattern this pretokenizer matches.
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
@@ -105,11 +107,19 @@ pub fn gpt2_pretokens(text: &str) -> Gpt2Pretokens<'_> {
 }
 
 /// Iterator returned by [`gpt2_pretokens`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gpt2Pretokens<'t> {
     text: &'t str,
     pos: usize,
     table: &'static ClassTable,
+}
+
+impl fmt::Debug for Gpt2Pretokens<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gpt2Pretokens")
+            .field("rest", &&self.text[self.pos..])
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'t> Iterator for Gpt2Pretokens<'t> {
@@ -139,7 +149,6 @@ enum Class {
 
 /// The class of every code point, taken from regex-syntax (the tables fancy-regex uses),
 /// so the scanner and the regex agree on every Unicode version the crate ships.
-#[derive(Debug)]
 struct ClassTable {
     ascii: [Class; 128],
     /// The classes of U+0000..U+07FF (the two-byte characters: Latin, Greek, Cyrillic,
@@ -214,9 +223,10 @@ impl ClassTable {
         }
         let b0 = b0 as usize;
         let cont = |k: usize| (s[i + k] & 0x3F) as usize;
-        let (cp, len) = if b0 < 0xE0 {
+        if b0 < 0xE0 {
             return (self.two_byte[((b0 & 0x1F) << 6) | cont(1)], 2);
-        } else if b0 < 0xF0 {
+        }
+        let (cp, len) = if b0 < 0xF0 {
             (((b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3)
         } else {
             (
@@ -224,8 +234,8 @@ impl ClassTable {
                 4,
             )
         };
-        let block = self.index[(cp >> 8) & 0x1FFF] as usize;
-        (self.blocks[block][cp & 0xFF], len)
+        // Valid UTF-8 encodes at most U+10FFFF, so `cp >> 8 < 0x1100`.
+        (self.blocks[self.index[cp >> 8] as usize][cp & 0xFF], len)
     }
 
     /// End of the longest run of `class` characters starting at byte `j`.
@@ -404,10 +414,13 @@ impl SpecialTokens {
         })
     }
 
+    /// The special tokens, in the order given.
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
 
+    /// Whether there are no special tokens (then [`SpecialTokens::for_each`] yields the
+    /// whole text as one segment).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
