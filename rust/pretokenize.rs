@@ -283,26 +283,45 @@ impl ClassTable {
     /// alternatives in order as the regex does.
     #[inline]
     fn token_end(&self, s: &[u8], i: usize) -> usize {
+        let b = s[i];
+        // A plain space first: it starts most pretokens of most text. ` ?\p{L}+`,
+        // ` ?\p{N}+` and ` ?[^\s\p{L}\p{N}]+` join it to the run of any non-space that
+        // follows (every non-space is in one of the three classes).
+        if b == b' ' {
+            if let Some(&next) = s.get(i + 1) {
+                // ` word` (ASCII letter next): the commonest pretoken of English text.
+                if next < 0x80 && self.ascii[next as usize] == Class::Letter {
+                    return self.run_end(s, i + 2, Class::Letter);
+                }
+                let (next, next_len) = self.class_at(s, i + 1);
+                if next != Class::Space {
+                    return self.run_end_of(s, i + 1 + next_len, next);
+                }
+            }
+            return self.space_end(s, i);
+        }
         let (class, len) = self.class_at(s, i);
         match class {
-            Class::Space => {
-                // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: a plain space joins the
-                // run of any non-space that follows it (every non-space is in one class).
-                if s[i] == b' ' && i + 1 < s.len() {
-                    let (next, next_len) = self.class_at(s, i + 1);
-                    if next != Class::Space {
-                        return self.run_end(s, i + 1 + next_len, next);
-                    }
-                }
-                self.space_end(s, i)
-            }
+            Class::Space => self.space_end(s, i),
             // `'(?:[sdmt]|ll|ve|re)` (case-sensitive), else `[^\s\p{L}\p{N}]+`.
-            Class::Other if s[i] == b'\'' => match &s[i + 1..] {
+            Class::Other if b == b'\'' => match &s[i + 1..] {
                 [b's' | b'd' | b'm' | b't', ..] => i + 2,
                 [b'l', b'l', ..] | [b'v', b'e', ..] | [b'r', b'e', ..] => i + 3,
                 _ => self.run_end(s, i + 1, Class::Other),
             },
-            _ => self.run_end(s, i + len, class),
+            _ => self.run_end_of(s, i + len, class),
+        }
+    }
+
+    /// [`ClassTable::run_end`] with `class` a constant in each arm, so each gets its own
+    /// inlined copy without a test of `class` per step.
+    #[inline(always)]
+    fn run_end_of(&self, s: &[u8], j: usize, class: Class) -> usize {
+        match class {
+            Class::Letter => self.run_end(s, j, Class::Letter),
+            Class::Number => self.run_end(s, j, Class::Number),
+            Class::Other => self.run_end(s, j, Class::Other),
+            Class::Space => self.run_end(s, j, Class::Space),
         }
     }
 
