@@ -54,6 +54,8 @@ impl Pretokenizer {
 
     /// The GPT-2 pretokenizer (the hand-written scanner).
     pub fn gpt2() -> Self {
+        // Build the Unicode class table (once per process, ~5 ms) here rather than in the
+        // first call to `for_each`.
         class_table();
         Pretokenizer {
             pattern: GPT2_PATTERN.to_owned(),
