@@ -13,12 +13,95 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
+use crate::corpus::{Chunking, Counts, PretokenCounter};
 use crate::error::{Error, Result};
+use crate::pretokenize::{Pretokenizer, SpecialTokens, GPT2_PATTERN};
+
+/// A learned merge as the bytes of its two tokens.
+pub type MergeBytes = (Vec<u8>, Vec<u8>);
+
+/// Everything that defines a training run except the input.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Final vocabulary size: 256 bytes + merges + special tokens.
+    pub vocab_size: usize,
+    pub special_tokens: Vec<String>,
+    pub pattern: String,
+    /// Threads for counting (all cores when `None`).
+    pub num_threads: Option<usize>,
+    pub chunking: Chunking,
+    /// Progress lines on stderr.
+    pub show_progress: bool,
+}
+
+impl TrainConfig {
+    /// Check the configuration and return an empty counter for it, with the number of
+    /// merges to learn.
+    pub fn counter(&self) -> Result<(PretokenCounter, usize)> {
+        let specials = SpecialTokens::new(&self.special_tokens)?;
+        let num_merges = merges_for(self.vocab_size, specials.tokens().len())?;
+        let pretokenizer = if self.pattern == GPT2_PATTERN {
+            Pretokenizer::gpt2()
+        } else {
+            Pretokenizer::new(&self.pattern)?
+        };
+        let counter =
+            PretokenCounter::new(pretokenizer, specials, self.num_threads, self.chunking)?;
+        Ok((counter, num_merges))
+    }
+}
+
+/// Train on the concatenation of the files at `paths` (each file is its own document:
+/// no pretoken spans two files) and return the merges in creation order.
+pub fn train_files(
+    paths: &[PathBuf],
+    config: &TrainConfig,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<MergeBytes>> {
+    let progress = Progress::new(config.show_progress);
+    let (counter, num_merges) = config.counter()?;
+    for path in paths {
+        counter.count_file(path, progress, interrupted)?;
+    }
+    train_counts(counter.finish(), num_merges, progress, interrupted)
+}
+
+/// Learn up to `num_merges` merges from pretoken counts, as byte pairs.
+pub fn train_counts(
+    counts: Counts,
+    num_merges: usize,
+    progress: Progress,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<MergeBytes>> {
+    progress.report(|| format!("counted {} distinct pretokens", counts.len()));
+    let merges = train(
+        counts.iter().map(|(p, &c)| (p.as_bytes(), c)),
+        num_merges,
+        progress,
+        interrupted,
+    )?;
+    Ok(merge_bytes(&merges))
+}
+
+/// The bytes of each merge's two tokens, given merges as id pairs (ids from 256 on are
+/// the merges themselves, in order).
+pub fn merge_bytes(merges: &[Pair]) -> Vec<MergeBytes> {
+    let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    merges
+        .iter()
+        .map(|&(a, b)| {
+            let (a, b) = (vocab[a as usize].clone(), vocab[b as usize].clone());
+            vocab.push([&a[..], &b[..]].concat());
+            (a, b)
+        })
+        .collect()
+}
 
 /// Token ids of an adjacent pair.
 pub type Pair = (u32, u32);
@@ -329,16 +412,13 @@ mod tests {
     }
 
     fn names(merges: &[Pair]) -> Vec<String> {
-        let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-        merges
+        merge_bytes(merges)
             .iter()
-            .map(|&(a, b)| {
-                let (a, b) = (vocab[a as usize].clone(), vocab[b as usize].clone());
-                vocab.push([a.clone(), b.clone()].concat());
+            .map(|(a, b)| {
                 format!(
                     "{} {}",
-                    String::from_utf8_lossy(&a),
-                    String::from_utf8_lossy(&b)
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(b)
                 )
             })
             .collect()
