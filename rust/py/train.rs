@@ -54,7 +54,7 @@ fn config(
 /// Train on text files; returns the merges as (bytes, bytes) in creation order.
 #[pyfunction]
 #[pyo3(signature = (paths, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1 << 20, block_size=8 << 20))]
+                    show_progress=false, chunk_size=1048576, block_size=8388608))]
 #[allow(clippy::too_many_arguments)]
 fn train_bpe_files(
     py: Python<'_>,
@@ -84,7 +84,7 @@ fn train_bpe_files(
 /// batches while attached and counted while detached.
 #[pyfunction]
 #[pyo3(signature = (texts, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1 << 20))]
+                    show_progress=false, chunk_size=1048576))]
 #[allow(clippy::too_many_arguments)]
 fn train_bpe_iter<'py>(
     py: Python<'py>,
