@@ -26,12 +26,12 @@ $(DEPS_STAMP): pyproject.toml
 
 ## build the extension in release mode into the virtualenv (editable: Python edits are live)
 build: venv
-	$(LOCK) $(BIN)/maturin develop --release --skip-install -q 2>&1 | grep -v "^📦\|^🔗\|^🐍\|^🛠" || true
+	$(LOCK) $(BIN)/maturin develop --release -q
 	@$(BIN)/python -c "import cs336._core" || (echo "the extension did not build"; exit 1)
 
 ## unoptimised build, faster to compile
 build-dev: venv
-	$(LOCK) $(BIN)/maturin develop --skip-install -q
+	$(LOCK) $(BIN)/maturin develop -q
 
 ## build the extension into python/cs336/ without installing it; then run Python with
 ## PYTHONPATH=python (each git worktree gets its own build this way)

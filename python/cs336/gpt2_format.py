@@ -101,7 +101,9 @@ def read_merges(path: str | os.PathLike[str]) -> Merges:
             if len(parts) != 2 or not parts[0] or not parts[1]:
                 raise ValueError(f"{path}:{lineno}: expected two tokens 'a b', got {line!r}")
             where = f"{path}:{lineno}"
-            merges.append((decode_token(parts[0], where=where), decode_token(parts[1], where=where)))
+            merges.append(
+                (decode_token(parts[0], where=where), decode_token(parts[1], where=where))
+            )
     return merges
 
 
@@ -125,7 +127,9 @@ def write_vocab(path: str | os.PathLike[str], vocab: Vocab) -> None:
     """Write ``{id: bytes}`` as a GPT-2 ``vocab.json`` (ordered by id)."""
     obj = {encode_token(vocab[i]): i for i in sorted(vocab)}
     if len(obj) != len(vocab):
-        raise ValueError("vocabulary has two ids with the same bytes; GPT-2's format cannot hold it")
+        raise ValueError(
+            "vocabulary has two ids with the same bytes; GPT-2's format cannot hold it"
+        )
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False) + "\n")
 
 
