@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 
 use crate::corpus::{Chunking, Counts, PretokenCounter};
 use crate::error::{Error, Result};
-use crate::pretokenize::{Pretokenizer, SpecialTokens, GPT2_PATTERN};
+use crate::pretokenize::{Pretokenizer, SpecialTokens};
 
 /// A learned merge as the bytes of its two tokens.
 pub type MergeBytes = (Vec<u8>, Vec<u8>);
@@ -46,11 +46,7 @@ impl TrainConfig {
     pub fn counter(&self) -> Result<(PretokenCounter, usize)> {
         let specials = SpecialTokens::new(&self.special_tokens)?;
         let num_merges = merges_for(self.vocab_size, specials.tokens().len())?;
-        let pretokenizer = if self.pattern == GPT2_PATTERN {
-            Pretokenizer::gpt2()
-        } else {
-            Pretokenizer::new(&self.pattern)?
-        };
+        let pretokenizer = Pretokenizer::new(&self.pattern)?;
         let counter =
             PretokenCounter::new(pretokenizer, specials, self.num_threads, self.chunking)?;
         Ok((counter, num_merges))
