@@ -95,7 +95,8 @@ def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
     encodes like ``tok``. Written atomically; returns the path.
 
     >>> import tokenizers  # doctest: +SKIP
-    >>> hf = tokenizers.Tokenizer.from_file(str(to_hf_tokenizer_json(tok, "t.json")))  # doctest: +SKIP
+    >>> path = to_hf_tokenizer_json(tok, "tokenizer.json")  # doctest: +SKIP
+    >>> hf = tokenizers.Tokenizer.from_file(str(path))  # doctest: +SKIP
     >>> hf.encode("Hello world").ids == tok.encode("Hello world")  # doctest: +SKIP
     True
     """
