@@ -74,7 +74,11 @@ impl Encoder {
         merges: &[(Vec<u8>, Vec<u8>)],
         special_tokens: &[(String, u32)],
     ) -> Result<Self> {
-        let size = vocab.iter().map(|&(id, _)| id as usize + 1).max().unwrap_or(0);
+        let size = vocab
+            .iter()
+            .map(|&(id, _)| id as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut spans = vec![None; size];
         let mut bytes = Vec::new();
         let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
@@ -91,12 +95,10 @@ impl Encoder {
             if token.is_empty() {
                 return Err(Error::BadModel(format!("token {id} is empty")));
             }
-            if let Some(other) = ids.insert(token, *id) {
-                return Err(Error::BadModel(format!(
-                    "tokens {other} and {id} have the same bytes {}",
-                    show_bytes(token)
-                )));
-            }
+            // Two ids with the same bytes (a trainer can create a token twice through two
+            // different merges): encoding produces the larger id, as the reference does.
+            let slot = ids.entry(token).or_insert(*id);
+            *slot = (*slot).max(*id);
         }
         let mut byte_ids = [0u32; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
@@ -292,7 +294,10 @@ impl Encoder {
             let i = i as usize;
             let j = next[i];
             // Stale when position i was merged away or its pair has changed since.
-            if j == DEAD || j == END || ids[j as usize] != right || self.merge_of(ids[i], right) != m
+            if j == DEAD
+                || j == END
+                || ids[j as usize] != right
+                || self.merge_of(ids[i], right) != m
             {
                 continue;
             }
@@ -418,7 +423,8 @@ impl Encoder {
                 let have = buf.len();
                 try_reserve(&mut buf, want - have)?;
                 buf.resize(want, 0);
-                let n = read_full(&mut reader, &mut buf[have..]).map_err(|e| Error::io(input, e))?;
+                let n =
+                    read_full(&mut reader, &mut buf[have..]).map_err(|e| Error::io(input, e))?;
                 buf.truncate(have + n);
                 eof = buf.len() < want;
             }
@@ -508,15 +514,15 @@ impl Encoder {
         let mut out = Vec::new();
         try_reserve(&mut out, ids.len() * 4)?;
         for &id in ids {
-            let (start, end) = self
-                .spans
-                .get(id as usize)
-                .copied()
-                .flatten()
-                .ok_or(Error::UnknownTokenId {
-                    id,
-                    vocab_size: self.vocab_size(),
-                })?;
+            let (start, end) =
+                self.spans
+                    .get(id as usize)
+                    .copied()
+                    .flatten()
+                    .ok_or(Error::UnknownTokenId {
+                        id,
+                        vocab_size: self.vocab_size(),
+                    })?;
             let token = &self.bytes[start..end];
             if out.capacity() - out.len() < token.len() {
                 let extra = out.len().max(token.len());

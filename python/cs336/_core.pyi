@@ -68,7 +68,8 @@ class Encoder:
         special_tokens: list[tuple[str, int]],
     ) -> Encoder:
         """Raises ValueError when a byte, a merge's token or a special token's id is
-        missing from ``vocab``, or two tokens share their bytes."""
+        missing from ``vocab``. Of two ids with the same bytes, encoding produces the
+        larger."""
 
     @property
     def vocab_size(self) -> int:
