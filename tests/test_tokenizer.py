@@ -266,3 +266,89 @@ def test_decode_gaps_in_ids_are_unknown():
 def test_decode_rejects_non_int(gpt2, bad):
     with pytest.raises(TypeError, match="token ids must be int"):
         gpt2.decode([1, bad])
+
+
+# ---- encode_file
+
+
+def write(path, text: str):
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_encode_file_equals_encode_and_loads_with_mmap(gpt2, tmp_path):
+    np = pytest.importorskip("numpy")
+    # > 1 MB so the file is cut into several blocks encoded in parallel.
+    text = f"Once upon a time, Ünïcödé 日本 and 12,345 cats.\n\n  It's{EOT}\r\n\x0b" * 30_000
+    out = tmp_path / "ids.npy"
+    stats = gpt2.encode_file(write(tmp_path / "in.txt", text), out, num_threads=2)
+    ids = np.load(out, mmap_mode="r")
+    assert ids.dtype == np.uint16 and ids.tolist() == gpt2.encode(text)
+    assert (stats.path, stats.bytes, stats.tokens, stats.dtype) == (
+        out,
+        len(text.encode()),
+        len(ids),
+        "uint16",
+    )
+    assert stats.bytes_per_token > 1 and stats.mb_per_second > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.npy", "in.txt"]
+
+
+def test_encode_file_with_multibyte_chars_across_read_blocks(gpt2, tmp_path):
+    np = pytest.importorskip("numpy")
+    # 5-byte units: the 8 MiB read boundary (2 threads) falls inside a 2-byte char.
+    text = "éé " * 1_800_000
+    out = tmp_path / "ids.npy"
+    gpt2.encode_file(write(tmp_path / "in.txt", text), out, num_threads=2)
+    assert np.load(out, mmap_mode="r").tolist() == gpt2.encode(text)
+
+
+@pytest.mark.parametrize("text", ["", "a", EOT, " " * 3_000_000])
+def test_encode_file_edge_cases(gpt2, tmp_path, text):
+    np = pytest.importorskip("numpy")
+    out = tmp_path / "ids.npy"
+    gpt2.encode_file(write(tmp_path / "in.txt", text), out, show_progress=True)
+    assert np.load(out, mmap_mode="r").tolist() == gpt2.encode(text)
+
+
+def test_encode_file_uses_uint32_when_ids_do_not_fit_in_16_bits(tmp_path):
+    np = pytest.importorskip("numpy")
+    tok = Tokenizer(BYTES | {70_000: b"<big>"}, [], ["<big>"])
+    out = tmp_path / "ids.npy"
+    assert tok.encode_file(write(tmp_path / "in.txt", "a<big>b"), out).dtype == "uint32"
+    ids = np.load(out, mmap_mode="r")
+    assert ids.dtype == np.uint32 and ids.tolist() == [97, 70_000, 98]
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"), [(b"abc \xff def", 4), (b"ok" * 10 + b"\xe6\x97", 20), (b"\xc3(", 0)]
+)
+def test_encode_file_invalid_utf8_leaves_no_output(gpt2, tmp_path, data, offset):
+    src = tmp_path / "in.txt"
+    src.write_bytes(data)
+    out = tmp_path / "ids.npy"
+    out.write_bytes(b"previous")
+    with pytest.raises(UnicodeError, match=f"offset {offset}"):
+        gpt2.encode_file(src, out)
+    assert out.read_bytes() == b"previous"  # untouched, and no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.npy", "in.txt"]
+
+
+def test_encode_file_bad_paths(gpt2, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        gpt2.encode_file(tmp_path / "missing.txt", tmp_path / "ids.npy")
+    src = write(tmp_path / "in.txt", "hello")
+    with pytest.raises(FileNotFoundError):
+        gpt2.encode_file(src, tmp_path / "no" / "dir" / "ids.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_encode_file_progress_exception_stops_and_cleans_up(gpt2, tmp_path):
+    src = write(tmp_path / "in.txt", "hello world " * 1000)
+
+    def boom(done):
+        raise RuntimeError(f"stop at {done}")
+
+    with pytest.raises(RuntimeError, match="stop at 12000"):
+        gpt2._core.encode_file(src, tmp_path / "ids.npy", None, boom)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]

@@ -100,12 +100,10 @@ impl Encoder {
         let mut raised: Option<PyErr> = None;
         let mut report = |done: u64| -> Result<(), Error> {
             Python::attach(|py| {
-                let result = py
-                    .check_signals()
-                    .and_then(|()| match &progress {
-                        Some(f) => f.call1(py, (done,)).map(drop),
-                        None => Ok(()),
-                    });
+                let result = py.check_signals().and_then(|()| match &progress {
+                    Some(f) => f.call1(py, (done,)).map(drop),
+                    None => Ok(()),
+                });
                 result.map_err(|e| {
                     raised = Some(e);
                     Error::Interrupted
