@@ -51,3 +51,54 @@ def train_bpe_iter(
     TypeError for a non-str item, ValueError as train_bpe_files, KeyboardInterrupt."""
 
 # ---- encode (rust/py/encode.rs) ----
+
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import final  # noqa: E402
+
+@final
+class Encoder:
+    """A compiled byte-level BPE model (immutable; safe to share across threads). Wrapped
+    by ``cs336.Tokenizer``, which validates the arguments."""
+
+    def __new__(
+        cls,
+        vocab: list[tuple[int, bytes]],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[tuple[str, int]],
+    ) -> Encoder:
+        """Raises ValueError when a byte, a merge's token or a special token's id is
+        missing from ``vocab``. Of two ids with the same bytes, encoding produces the
+        larger."""
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest token id."""
+
+    def encode(self, text: str) -> list[int]: ...
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]: ...
+    def stream(self) -> EncodeStream:
+        """A new incremental encoder over chunks of text."""
+
+    def encode_file(
+        self,
+        input: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        num_threads: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[int, int, str]:
+        """Encode a UTF-8 file into a ``.npy`` array; returns ``(bytes, tokens, dtype)``.
+        ``progress`` is called with the number of bytes done."""
+
+    def decode_bytes(self, ids: list[int]) -> bytes: ...
+
+@final
+class EncodeStream:
+    """Encodes chunks of text as they come, with the ids of one ``encode`` call on their
+    concatenation."""
+
+    def feed(self, chunk: str) -> list[int]:
+        """Add ``chunk``; returns the ids of the text now known to encode on its own."""
+
+    def finish(self) -> list[int]:
+        """The input has ended: returns the ids of the rest."""
