@@ -205,3 +205,19 @@ def test_ctrl_c_while_pulling_from_an_iterator():
     assert threading.current_thread() is threading.main_thread()
     with pytest.raises(KeyboardInterrupt):
         BPETrainer(300).train_raw_from_iterator(texts())
+
+
+def test_trainer_returns_a_tokenizer(tmp_path):
+    from cs336 import Tokenizer
+
+    text = f"the cat sat on the mat{EOT}the dog sat on the log{EOT}" * 3
+    trainer = BPETrainer(290, [EOT])
+    vocab, merges = ref.train(text, 290, [EOT])
+    for tokenizer in (
+        trainer.train(write(tmp_path, text)),
+        trainer.train_from_iterator([text]),
+    ):
+        assert isinstance(tokenizer, Tokenizer)
+        sample = f"the cat sat{EOT}on a log"
+        assert tokenizer.encode(sample) == ref.encode(sample, vocab, merges, [EOT])
+        assert tokenizer.decode(tokenizer.encode(sample)) == sample

@@ -67,7 +67,7 @@ def pretokenize(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
     >>> pretokenize("Hello, world!  It's")
     ['Hello', ',', ' world', '!', ' ', ' It', "'s"]
     """
-    import regex  # a test dependency; imported here so `import cs336` does not need it
+    import regex  # type: ignore[import-untyped]  # a test dependency, imported lazily
 
     return regex.findall(pattern, text)
 
