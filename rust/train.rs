@@ -1,14 +1,14 @@
 //! The incremental BPE trainer.
 //!
 //! Input: each distinct pretoken with its count (from [`crate::corpus`]). Each pretoken
-//! becomes a [`Word`] of token ids (initially its bytes). The trainer keeps
+//! becomes a *word* of token ids (initially its bytes). The trainer keeps
 //! - the count of every adjacent pair, weighted by word counts,
 //! - an index pair -> the words that contain (or once contained) it,
 //! - a max-heap of [`Candidate`]s ordered by (count, (left bytes, right bytes)).
 //!
 //! Each step pops the best pair; a stale heap entry (its count has dropped since it was
 //! pushed) is pushed back with the current count. Merging a pair only visits the words in
-//! its index entry, and [`Word::merge_pair`] reports how the counts of the neighbouring
+//! its index entry, and [`merge_pair`] reports how the counts of the neighbouring
 //! pairs change, so no step rescans the corpus.
 
 use std::cmp::Ordering;
@@ -20,7 +20,7 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::corpus::{Chunking, Counts, PretokenCounter};
-use crate::error::{Error, Result};
+use crate::error::{try_reserve, Error, Result};
 use crate::pretokenize::{Pretokenizer, SpecialTokens};
 
 /// A learned merge as the bytes of its two tokens.
@@ -102,73 +102,95 @@ pub fn merge_bytes(merges: &[Pair]) -> Vec<MergeBytes> {
 /// Token ids of an adjacent pair.
 pub type Pair = (u32, u32);
 
-/// One distinct pretoken as a sequence of token ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    ids: Vec<u32>,
+/// Replace every occurrence of `pair` in `ids`, left to right and without overlap, by
+/// `new_id`, and return the new length (the merged word is `ids[..new_len]`). Calls
+/// `delta(pair, change)` for each change in the word's pair counts: the merged pair goes
+/// away, and so do the pairs it formed with its neighbours, which are replaced by pairs
+/// with `new_id`. A change may be reported more than once (the caller sums them).
+///
+/// `[a, b, a, b]` merging `(a, b)` into `N` gives `[N, N]` and the changes
+/// `(a,b) -1, (b,a) -1, (N,a) +1, (N,a) -1, (N,N) +1, (a,b) -1`.
+pub fn merge_pair(
+    ids: &mut [u32],
+    pair: Pair,
+    new_id: u32,
+    mut delta: impl FnMut(Pair, i64),
+) -> usize {
+    let (a, b) = pair;
+    let n = ids.len();
+    let (mut read, mut write) = (0, 0);
+    while read < n {
+        if read + 1 < n && ids[read] == a && ids[read + 1] == b {
+            // `write` <= `read`, so ids[..write] is the already-merged prefix.
+            if write > 0 {
+                let left = ids[write - 1];
+                delta((left, a), -1);
+                delta((left, new_id), 1);
+            }
+            delta(pair, -1);
+            if read + 2 < n {
+                let right = ids[read + 2];
+                delta((b, right), -1);
+                delta((new_id, right), 1);
+            }
+            ids[write] = new_id;
+            read += 2;
+        } else {
+            ids[write] = ids[read];
+            read += 1;
+        }
+        write += 1;
+    }
+    write
 }
 
-impl Word {
-    /// The word made of the single-byte tokens of `bytes`.
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        Word {
-            ids: bytes.iter().map(|&b| u32::from(b)).collect(),
-        }
+/// Every distinct pretoken (a *word*) in one buffer, each as `[len, count (2 words),
+/// ids...]`, addressed by its offset. A word is read with one memory access, which
+/// matters: merging visits words scattered over the corpus, and with one allocation per
+/// word two cache misses per visit dominated the merge loop. Words only shrink, in place.
+#[derive(Debug, Default)]
+struct Words {
+    data: Vec<u32>,
+}
+
+const HEADER: usize = 3;
+
+impl Words {
+    /// Add a word of single-byte tokens; returns its offset.
+    fn push(&mut self, bytes: &[u8], count: u64) -> Result<u32> {
+        let offset = self.data.len();
+        let too_big = || Error::OutOfMemory {
+            bytes: (offset + HEADER + bytes.len()) * 4,
+        };
+        let offset = u32::try_from(offset).map_err(|_| too_big())?;
+        let len = u32::try_from(bytes.len()).map_err(|_| too_big())?;
+        try_reserve(&mut self.data, HEADER + bytes.len())?;
+        self.data.extend([len, count as u32, (count >> 32) as u32]);
+        self.data.extend(bytes.iter().map(|&b| u32::from(b)));
+        Ok(offset)
     }
 
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
+    fn count(&self, offset: u32) -> u64 {
+        let o = offset as usize;
+        u64::from(self.data[o + 1]) | (u64::from(self.data[o + 2]) << 32)
     }
 
-    /// Adjacent pairs, left to right (a pair occurring twice is yielded twice).
-    pub fn pairs(&self) -> impl Iterator<Item = Pair> + '_ {
-        self.ids.windows(2).map(|w| (w[0], w[1]))
+    fn ids(&self, offset: u32) -> &[u32] {
+        let o = offset as usize;
+        &self.data[o + HEADER..o + HEADER + self.data[o] as usize]
     }
 
-    /// Replace every occurrence of `pair`, left to right and without overlap, by `new_id`,
-    /// calling `delta(pair, change)` for each change in this word's pair counts: the merged
-    /// pair goes away, and so do the pairs it formed with its neighbours, which are
-    /// replaced by pairs with `new_id`. A change may be reported more than once (the
-    /// caller sums them). Returns whether the word contained `pair`.
-    ///
-    /// `[a, b, a, b]` merging `(a, b)` into `N` gives `[N, N]` and the changes
-    /// `(a,b) -1, (b,a) -1, (N,a) +1, (N,a) -1, (N,N) +1, (a,b) -1`.
-    pub fn merge_pair(
-        &mut self,
-        pair: Pair,
-        new_id: u32,
-        mut delta: impl FnMut(Pair, i64),
-    ) -> bool {
-        let (a, b) = pair;
-        let ids = &mut self.ids;
-        let n = ids.len();
-        let (mut read, mut write) = (0, 0);
-        let mut merged = false;
-        while read < n {
-            if read + 1 < n && ids[read] == a && ids[read + 1] == b {
-                // `write` <= `read`, so ids[..write] is the already-merged prefix.
-                if write > 0 {
-                    let left = ids[write - 1];
-                    delta((left, a), -1);
-                    delta((left, new_id), 1);
-                }
-                delta(pair, -1);
-                if read + 2 < n {
-                    let right = ids[read + 2];
-                    delta((b, right), -1);
-                    delta((new_id, right), 1);
-                }
-                ids[write] = new_id;
-                read += 2;
-                merged = true;
-            } else {
-                ids[write] = ids[read];
-                read += 1;
-            }
-            write += 1;
-        }
-        ids.truncate(write);
-        merged
+    /// [`merge_pair`] on the word at `offset`.
+    fn merge_pair(&mut self, offset: u32, pair: Pair, new_id: u32, delta: impl FnMut(Pair, i64)) {
+        let o = offset as usize;
+        let len = self.data[o] as usize;
+        let new_len = merge_pair(
+            &mut self.data[o + HEADER..o + HEADER + len],
+            pair,
+            new_id,
+            delta,
+        );
+        self.data[o] = new_len as u32;
     }
 }
 
@@ -253,22 +275,26 @@ pub fn train<'a>(
     progress: Progress,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Pair>> {
-    let (mut words, counts): (Vec<Word>, Vec<u64>) = words
-        .into_iter()
-        .filter(|(bytes, _)| bytes.len() >= 2)
-        .map(|(bytes, count)| (Word::from_bytes(bytes), count))
-        .unzip();
+    let mut arena = Words::default();
+    let mut offsets = Vec::new();
+    for (bytes, count) in words {
+        if bytes.len() >= 2 {
+            offsets.push(arena.push(bytes, count)?);
+        }
+    }
     let mut vocab: Vec<Rc<[u8]>> = (0..=255u8).map(|b| Rc::from(&[b][..])).collect();
 
-    // Initial pair counts and the pair -> words index (each word listed once per pair).
+    // Initial pair counts and the pair -> words index (each word listed once per pair,
+    // in increasing offset order, so merges walk the buffer forwards).
     let mut pair_counts: FxHashMap<Pair, i64> = FxHashMap::default();
     let mut index: FxHashMap<Pair, Vec<u32>> = FxHashMap::default();
-    for (i, word) in words.iter().enumerate() {
-        for pair in word.pairs() {
-            *pair_counts.entry(pair).or_default() += counts[i] as i64;
+    for &w in &offsets {
+        let count = arena.count(w) as i64;
+        for pair in arena.ids(w).windows(2).map(|p| (p[0], p[1])) {
+            *pair_counts.entry(pair).or_default() += count;
             let list = index.entry(pair).or_default();
-            if list.last() != Some(&(i as u32)) {
-                list.push(i as u32);
+            if list.last() != Some(&w) {
+                list.push(w);
             }
         }
     }
@@ -285,7 +311,7 @@ pub fn train<'a>(
     progress.report(|| {
         format!(
             "merging: {} distinct pretokens, {} distinct pairs, {num_merges} merges to learn",
-            words.len(),
+            offsets.len(),
             pair_counts.len()
         )
     });
@@ -315,9 +341,8 @@ pub fn train<'a>(
         deltas.clear();
         let word_ids = index.remove(&pair).unwrap_or_default();
         for &w in &word_ids {
-            let count = counts[w as usize] as i64;
-            let word = &mut words[w as usize];
-            word.merge_pair(pair, new_id, |p, d| {
+            let count = arena.count(w) as i64;
+            arena.merge_pair(w, pair, new_id, |p, d| {
                 *deltas.entry(p).or_default() += d * count;
                 if d > 0 {
                     let list = index.entry(p).or_default();
@@ -356,12 +381,15 @@ mod tests {
     use super::*;
 
     fn merge(ids: &[u32], pair: Pair, new_id: u32) -> (Vec<u32>, Vec<(Pair, i64)>) {
-        let mut word = Word { ids: ids.to_vec() };
+        let mut ids = ids.to_vec();
         let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
-        word.merge_pair(pair, new_id, |p, d| *deltas.entry(p).or_default() += d);
+        let len = merge_pair(&mut ids, pair, new_id, |p, d| {
+            *deltas.entry(p).or_default() += d
+        });
+        ids.truncate(len);
         let mut deltas: Vec<_> = deltas.into_iter().filter(|&(_, d)| d != 0).collect();
         deltas.sort();
-        (word.ids, deltas)
+        (ids, deltas)
     }
 
     /// The deltas must equal (pairs after) - (pairs before), as multisets.
