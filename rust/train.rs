@@ -155,6 +155,9 @@ struct Words {
 
 const HEADER: usize = 3;
 
+/// Words whose headers are loaded together before they are merged (see [`train`]).
+const BATCH: usize = 32;
+
 impl Words {
     /// Add a word of single-byte tokens; returns its offset.
     fn push(&mut self, bytes: &[u8], count: u64) -> Result<u32> {
@@ -340,17 +343,24 @@ pub fn train<'a>(
 
         deltas.clear();
         let word_ids = index.remove(&pair).unwrap_or_default();
-        for &w in &word_ids {
-            let count = arena.count(w) as i64;
-            arena.merge_pair(w, pair, new_id, |p, d| {
-                *deltas.entry(p).or_default() += d * count;
-                if d > 0 {
-                    let list = index.entry(p).or_default();
-                    if list.last() != Some(&w) {
-                        list.push(w);
+        for batch in word_ids.chunks(BATCH) {
+            // Read the counts of a batch of words first: independent loads, so their cache
+            // misses overlap instead of stalling one merge after another.
+            let mut counts = [0i64; BATCH];
+            for (count, &w) in counts.iter_mut().zip(batch) {
+                *count = arena.count(w) as i64;
+            }
+            for (&w, &count) in batch.iter().zip(&counts) {
+                arena.merge_pair(w, pair, new_id, |p, d| {
+                    *deltas.entry(p).or_default() += d * count;
+                    if d > 0 {
+                        let list = index.entry(p).or_default();
+                        if list.last() != Some(&w) {
+                            list.push(w);
+                        }
                     }
-                }
-            });
+                });
+            }
         }
         for (&p, &d) in &deltas {
             if d == 0 {
