@@ -106,8 +106,11 @@ def main() -> None:
     args = parser.parse_args()
     trainers = args.trainers.split(",")
     wanted = args.corpora.split(",")
-    print(f"| corpus | vocab | trainer | wall s (median of {args.repeat}) | peak RSS MB | x ours |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| corpus | vocab | trainer | merges | wall s (median of {args.repeat}) "
+        "| peak RSS MB | wall / ours |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, relative, vocab_size in CORPORA:
         if name not in wanted:
             continue
@@ -121,8 +124,8 @@ def main() -> None:
                 ours_wall = wall
             ratio = f"{wall / ours_wall:.2f}" if ours_wall else "-"
             print(
-                f"| {name} | {vocab_size} | {trainer} | {wall:.2f} | {rss:.0f} | {ratio} |"
-                f" <!-- merges {runs[0][2]} -->",
+                f"| {name} | {vocab_size} | {trainer} | {runs[0][2]} | {wall:.2f} | {rss:.0f} "
+                f"| {ratio} |",
                 flush=True,
             )
 
