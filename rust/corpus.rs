@@ -211,8 +211,11 @@ impl PretokenCounter {
         let io_err = |e| Error::io(path, e);
         let mut file = File::open(path).map_err(io_err)?;
         let total = file.metadata().map_err(io_err)?.len();
+        // A small file needs no full block (one byte more than the file sees the end).
+        let block = self.chunking.block_size.max(1);
+        let wanted = usize::try_from(total).map_or(block, |t| t.saturating_add(1));
         let mut buf: Vec<u8> = Vec::new();
-        try_reserve(&mut buf, self.chunking.block_size.max(1))?;
+        try_reserve(&mut buf, wanted.clamp(block.min(1 << 16), block))?;
         buf.resize(buf.capacity(), 0);
         let mut filled = 0; // buf[..filled] holds the file from offset `base`
         let mut base: u64 = 0;
