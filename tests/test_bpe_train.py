@@ -221,3 +221,23 @@ def test_trainer_returns_a_tokenizer(tmp_path):
         sample = f"the cat sat{EOT}on a log"
         assert tokenizer.encode(sample) == ref.encode(sample, vocab, merges, [EOT])
         assert tokenizer.decode(tokenizer.encode(sample)) == sample
+
+
+def test_ctrl_c_while_training_on_a_file(tmp_path):
+    # SIGALRM's handler raises KeyboardInterrupt as Ctrl-C would; Rust polls for signals
+    # between blocks (4 KB here), so the run stops soon after the alarm.
+    path = write(tmp_path, "some words to count again and again " * 200_000)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        trainer = BPETrainer(5000)
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        # "interrupted" is the core's message: the signal was seen inside Rust.
+        with pytest.raises(KeyboardInterrupt, match="^interrupted$"):
+            trainer.train_raw(path, _block_size=4096)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
