@@ -137,6 +137,11 @@ def test_vocab_too_small(tmp_path, vocab_size):
         train_bpe(write(tmp_path, "abc"), vocab_size, [EOT])
 
 
+def test_vocab_size_too_large():
+    with pytest.raises(ValueError, match=r"vocab_size \(4294967297\) is too large"):
+        BPETrainer(2**32 + 1)
+
+
 @pytest.mark.parametrize("vocab_size", [300.0, "300", None, True])
 def test_vocab_size_type(vocab_size):
     with pytest.raises(TypeError, match="vocab_size must be an int"):

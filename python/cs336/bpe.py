@@ -54,6 +54,8 @@ def _check_options(
     duplicates = sorted({t for t in specials if specials.count(t) > 1})
     if duplicates:
         raise ValueError(f"special token {duplicates[0]!r} is given more than once")
+    if vocab_size > 2**32:
+        raise ValueError(f"vocab_size ({vocab_size}) is too large: token ids are 32-bit")
     if vocab_size < 256 + len(specials):
         raise ValueError(
             f"vocab_size ({vocab_size}) must be at least {256 + len(specials)} "
