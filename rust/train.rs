@@ -286,6 +286,8 @@ pub fn train<'a>(
         }
     }
     let mut vocab: Vec<Rc<[u8]>> = (0..=255u8).map(|b| Rc::from(&[b][..])).collect();
+    // Ids are u32 (the corpus runs out of pairs long before this bound).
+    let num_merges = num_merges.min(u32::MAX as usize - 256);
 
     // Initial pair counts and the pair -> words index (each word listed once per pair,
     // in increasing offset order, so merges walk the buffer forwards).
