@@ -126,6 +126,11 @@ def test_missing_file(tmp_path):
         BPETrainer(300).train_raw([write(tmp_path, "ok"), missing])
 
 
+def test_no_paths():
+    with pytest.raises(ValueError, match="no input files"):
+        BPETrainer(300).train_raw([])
+
+
 def test_directory_as_path(tmp_path):
     with pytest.raises(IsADirectoryError, match=str(tmp_path.name)):
         train_bpe(tmp_path, 300)

@@ -74,6 +74,8 @@ def _check_paths(paths: StrPath | Sequence[StrPath]) -> list[Path]:
     """One path or a list of paths -> existing regular files (FileNotFoundError or
     IsADirectoryError naming the bad one)."""
     items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not items:
+        raise ValueError("no input files given")
     out = []
     for p in items:
         path = Path(p)
