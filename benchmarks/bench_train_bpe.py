@@ -49,13 +49,13 @@ def work(trainer: str, path: str, vocab_size: int) -> int:
         return len(train_bpe(path, vocab_size, [EOT])[1])
     merges_wanted = vocab_size - 256 - 1  # one special token, as ours
     if trainer == "rustbpe":
-        import rustbpe
+        import rustbpe  # type: ignore[import-untyped]
 
         tok = rustbpe.Tokenizer()
         tok.train_from_iterator(iter(documents(path)), 256 + merges_wanted, pattern=GPT2_PATTERN)
         return tok.vocab_size - 256
     if trainer == "bpeasy":
-        import bpeasy
+        import bpeasy  # type: ignore[import-untyped]
 
         vocab = bpeasy.train_bpe(iter(documents(path)), GPT2_PATTERN, 256, 256 + merges_wanted)
         return len(vocab) - 256
