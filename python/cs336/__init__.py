@@ -11,16 +11,10 @@ first use (PEP 562), so ``from cs336 import Tokenizer`` never imports torch.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from cs336.bpe import GPT2_PATTERN, BPETrainer, train_bpe
 from cs336.tokenizer import Tokenizer
-
-try:
-    __version__ = version("cs336")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
 
 # name -> module that defines it; imported lazily because these modules import torch.
 _LAZY = {
@@ -59,7 +53,20 @@ _LAZY = {
 __all__ = ["GPT2_PATTERN", "BPETrainer", "Tokenizer", "train_bpe", "__version__", *_LAZY]
 
 
+def _version() -> str:
+    # importlib.metadata costs ~0.1 s to import: only pay it when __version__ is read.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cs336")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cs336' has no attribute {name!r}")
