@@ -155,19 +155,18 @@ impl Encoder {
     /// Token ids of `text`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::new();
+        // About 4 bytes per token in English: usually one allocation.
+        try_reserve(&mut out, text.len() / 4)?;
         self.encode_into(text, &mut Cache::default(), &mut out)?;
         Ok(out)
     }
 
     /// Token ids of each text, encoded in parallel on the current rayon pool.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        let caches = ThreadCaches::new();
         texts
             .par_iter()
-            .map_init(Cache::default, |cache, text| {
-                let mut out = Vec::new();
-                self.encode_into(text.as_ref(), cache, &mut out)?;
-                Ok(out)
-            })
+            .map(|text| caches.encode(self, text.as_ref()))
             .collect()
     }
 
@@ -215,11 +214,14 @@ impl Encoder {
                 }
             }
             _ => {
-                if let Some(ids) = cache.get(piece) {
-                    return push(out, ids);
+                if cache.extend(piece, out)? {
+                    return Ok(());
                 }
                 self.merge_piece(piece, scratch);
                 push(out, &scratch.ids)?;
+                if cache.len() >= CACHE_MAX_ENTRIES {
+                    cache.clear();
+                }
                 cache.insert(piece, &scratch.ids)
             }
         }
@@ -413,6 +415,7 @@ impl Encoder {
         let file = File::create(&tmp.path).map_err(|e| Error::io(&tmp.path, e))?;
         let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(&tmp.path, e))?;
         let block = FILE_BLOCK;
+        let caches = ThreadCaches::new();
         let base = rayon::current_num_threads().max(1) * 4 * block;
         let mut want = base;
         let mut buf: Vec<u8> = Vec::new();
@@ -452,11 +455,7 @@ impl Encoder {
             }
             let ids: Vec<Vec<u32>> = pieces
                 .par_iter()
-                .map_init(Cache::default, |cache, piece| {
-                    let mut out = Vec::new();
-                    self.encode_into(piece, cache, &mut out)?;
-                    Ok(out)
-                })
+                .map(|piece| caches.encode(self, piece))
                 .collect::<Result<_>>()?;
             for chunk in &ids {
                 npy.write(chunk).map_err(|e| Error::io(&tmp.path, e))?;
@@ -575,31 +574,106 @@ impl EncodeStream {
     }
 }
 
-/// Ids of pretokens already encoded (those of 3 bytes or more).
+/// Ids of pretokens already encoded (those of 3 bytes or more). Pretokens of at most 15
+/// bytes, nearly all of them in real text, are keyed inline by their bytes and length in a
+/// `u128` (no pointer to follow, no `memcmp`); longer ones by their boxed bytes.
 #[derive(Debug, Default)]
 pub struct Cache {
-    map: FxHashMap<Box<[u8]>, (u32, u32)>,
+    short: FxHashMap<u128, CachedIds>,
+    long: FxHashMap<Box<[u8]>, CachedIds>,
+    /// The ids of entries that encode to more than one token.
     ids: Vec<u32>,
 }
 
+/// A single token id (`SINGLE | id`), or `(start << 32) | len` into `Cache::ids`.
+type CachedIds = u64;
+const SINGLE: u64 = 1 << 63;
+
 impl Cache {
-    fn get(&self, piece: &[u8]) -> Option<&[u32]> {
-        let &(start, len) = self.map.get(piece)?;
-        Some(&self.ids[start as usize..(start + len) as usize])
+    fn short_key(piece: &[u8]) -> Option<u128> {
+        if piece.len() > 15 {
+            return None;
+        }
+        let mut buf = [0u8; 16];
+        buf[..piece.len()].copy_from_slice(piece);
+        buf[15] = piece.len() as u8;
+        Some(u128::from_le_bytes(buf))
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+        self.ids.clear();
+    }
+
+    /// Append the cached ids of `piece` to `out`; false when `piece` is not cached.
+    fn extend(&self, piece: &[u8], out: &mut Vec<u32>) -> Result<bool> {
+        let found = match Self::short_key(piece) {
+            Some(key) => self.short.get(&key),
+            None => self.long.get(piece),
+        };
+        match found {
+            None => Ok(false),
+            Some(&v) if v & SINGLE != 0 => push(out, &[v as u32]).map(|()| true),
+            Some(&v) => {
+                let start = (v >> 32) as usize;
+                push(out, &self.ids[start..start + (v as u32) as usize]).map(|()| true)
+            }
+        }
     }
 
     fn insert(&mut self, piece: &[u8], ids: &[u32]) -> Result<()> {
-        if self.map.len() >= CACHE_MAX_ENTRIES || self.ids.len() + ids.len() > u32::MAX as usize {
-            self.map.clear();
-            self.ids.clear();
+        if self.ids.len() + ids.len() > u32::MAX as usize {
+            self.clear();
         }
-        self.map.try_reserve(1).map_err(|_| Error::OutOfMemory {
-            bytes: piece.len() + 8,
-        })?;
-        let start = self.ids.len() as u32;
-        push(&mut self.ids, ids)?;
-        self.map.insert(piece.into(), (start, ids.len() as u32));
+        let value = if let [id] = ids {
+            SINGLE | *id as u64
+        } else {
+            let start = self.ids.len() as u64;
+            push(&mut self.ids, ids)?;
+            (start << 32) | ids.len() as u64
+        };
+        let oom = |_| Error::OutOfMemory {
+            bytes: piece.len() + 32,
+        };
+        match Self::short_key(piece) {
+            Some(key) => {
+                self.short.try_reserve(1).map_err(oom)?;
+                self.short.insert(key, value);
+            }
+            None => {
+                self.long.try_reserve(1).map_err(oom)?;
+                self.long.insert(piece.into(), value);
+            }
+        }
         Ok(())
+    }
+}
+
+/// One [`Cache`] per thread of the current rayon pool, kept for a whole parallel call so
+/// that each thread's cache warms up once, not once per work item.
+struct ThreadCaches(Vec<std::sync::Mutex<Cache>>);
+
+impl ThreadCaches {
+    fn new() -> Self {
+        ThreadCaches(
+            (0..rayon::current_num_threads().max(1))
+                .map(|_| Default::default())
+                .collect(),
+        )
+    }
+
+    /// Encode `text` with the calling thread's cache (uncontended: one lock per thread).
+    fn encode(&self, encoder: &Encoder, text: &str) -> Result<Vec<u32>> {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.0.len();
+        let mut cache = self.0[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        encoder.encode_into(text, &mut cache, &mut out)?;
+        Ok(out)
     }
 }
 
