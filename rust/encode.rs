@@ -48,7 +48,7 @@ pub struct Encoder {
     /// Bytes of every token, concatenated; token `id` is `bytes[spans[id].0..spans[id].1]`.
     bytes: Vec<u8>,
     /// `(start, end)` into `bytes`, or `None` for an id missing from the vocabulary.
-    spans: Vec<Option<(usize, usize)>>,
+    spans: Vec<Option<(u64, u64)>>,
     specials: SpecialTokens,
     special_ids: Vec<u32>,
     /// Length in bytes of the longest special token (0 when there is none).
@@ -76,10 +76,18 @@ impl Encoder {
     ) -> Result<Self> {
         let size = vocab
             .iter()
-            .map(|&(id, _)| id as usize + 1)
+            .map(|&(id, _)| id)
             .max()
-            .unwrap_or(0);
-        let mut spans = vec![None; size];
+            .map_or(0, |id| id as usize + 1);
+        if size > MULTI as usize {
+            return Err(Error::BadModel(format!(
+                "token id {} is not below 2^31",
+                size - 1
+            )));
+        }
+        let mut spans = Vec::new();
+        try_reserve(&mut spans, size)?;
+        spans.resize(size, None);
         let mut bytes = Vec::new();
         let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
         let is_special = |id: u32| special_tokens.iter().any(|&(_, s)| s == id);
@@ -87,7 +95,8 @@ impl Encoder {
             if spans[*id as usize].is_some() {
                 return Err(Error::BadModel(format!("token id {id} is given twice")));
             }
-            spans[*id as usize] = Some((bytes.len(), bytes.len() + token.len()));
+            let start = bytes.len() as u64;
+            spans[*id as usize] = Some((start, start + token.len() as u64));
             bytes.extend_from_slice(token);
             if is_special(*id) {
                 continue;
@@ -178,7 +187,7 @@ impl Encoder {
                 return;
             }
             result = match segment {
-                Segment::Special(i) => push(out, &[self.special_ids[i]]),
+                Segment::Special(i) => push_one(out, self.special_ids[i]),
                 Segment::Text(piece) => self.encode_ordinary(piece, cache, out),
             };
         });
@@ -189,32 +198,45 @@ impl Encoder {
     fn encode_ordinary(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) -> Result<()> {
         let mut result = Ok(());
         let mut scratch = Scratch::default();
+        let bytes = text.as_bytes();
         self.pretokenizer.for_each(text, |pretoken| {
             if result.is_ok() {
-                result = self.encode_pretoken(pretoken.as_bytes(), cache, &mut scratch, out);
+                let start = pretoken.as_ptr() as usize - bytes.as_ptr() as usize;
+                result = self.encode_pretoken(
+                    bytes,
+                    start,
+                    pretoken.as_bytes(),
+                    cache,
+                    &mut scratch,
+                    out,
+                );
             }
         })?;
         result
     }
 
+    /// Append the ids of `piece`, the pretoken at byte `start` of `text`.
     fn encode_pretoken(
         &self,
+        text: &[u8],
+        start: usize,
         piece: &[u8],
         cache: &mut Cache,
         scratch: &mut Scratch,
         out: &mut Vec<u32>,
     ) -> Result<()> {
         match piece {
-            [b] => push(out, &[self.byte_ids[*b as usize]]),
+            [b] => push_one(out, self.byte_ids[*b as usize]),
             [a, b] => {
                 let (a, b) = (self.byte_ids[*a as usize], self.byte_ids[*b as usize]);
                 match self.merge_of(a, b) {
                     NO_MERGE => push(out, &[a, b]),
-                    m => push(out, &[m as u32]),
+                    m => push_one(out, m as u32),
                 }
             }
             _ => {
-                if cache.extend(piece, out)? {
+                let key = Key::new(text, start, piece);
+                if cache.extend(key, out)? {
                     return Ok(());
                 }
                 self.merge_piece(piece, scratch);
@@ -222,7 +244,7 @@ impl Encoder {
                 if cache.len() >= CACHE_MAX_ENTRIES {
                     cache.clear();
                 }
-                cache.insert(piece, &scratch.ids)
+                cache.insert(key, &scratch.ids)
             }
         }
     }
@@ -522,7 +544,7 @@ impl Encoder {
                         id,
                         vocab_size: self.vocab_size(),
                     })?;
-            let token = &self.bytes[start..end];
+            let token = &self.bytes[start as usize..end as usize];
             if out.capacity() - out.len() < token.len() {
                 let extra = out.len().max(token.len());
                 try_reserve(&mut out, extra)?;
@@ -575,77 +597,113 @@ impl EncodeStream {
 }
 
 /// Ids of pretokens already encoded (those of 3 bytes or more). Pretokens of at most 15
-/// bytes, nearly all of them in real text, are keyed inline by their bytes and length in a
-/// `u128` (no pointer to follow, no `memcmp`); longer ones by their boxed bytes.
+/// bytes, nearly all of them in real text, are keyed inline by their bytes and length
+/// (no pointer to follow, no `memcmp`; up to 7 bytes in a `u64`, so that table stays
+/// small and in cache); longer ones by their boxed bytes.
 #[derive(Debug, Default)]
 pub struct Cache {
+    tiny: FxHashMap<u64, CachedIds>,
     short: FxHashMap<u128, CachedIds>,
     long: FxHashMap<Box<[u8]>, CachedIds>,
-    /// The ids of entries that encode to more than one token.
+    /// `(start, len)` in `ids` of the entries that encode to more than one token.
+    multi: Vec<(u32, u32)>,
     ids: Vec<u32>,
 }
 
-/// A single token id (`SINGLE | id`), or `(start << 32) | len` into `Cache::ids`.
-type CachedIds = u64;
-const SINGLE: u64 = 1 << 63;
+/// A single token id, or `MULTI | i` for `Cache::multi[i]` (ids are below 2^31).
+type CachedIds = u32;
+const MULTI: u32 = 1 << 31;
+
+/// A cache key: a pretoken's bytes and length packed into an integer when they fit.
+#[derive(Debug, Clone, Copy)]
+enum Key<'p> {
+    Tiny(u64),
+    Short(u128),
+    Long(&'p [u8]),
+}
+
+impl<'p> Key<'p> {
+    /// The key of `piece`, which starts at byte `start` of `text`. The bytes are loaded as
+    /// one word from `text` when it extends far enough, and masked to the piece.
+    fn new(text: &[u8], start: usize, piece: &'p [u8]) -> Self {
+        let len = piece.len();
+        if len <= 7 {
+            let mut buf = [0u8; 8];
+            match text.get(start..start + 8) {
+                Some(word) => buf.copy_from_slice(word),
+                None => buf[..len].copy_from_slice(piece),
+            }
+            let bytes = u64::from_le_bytes(buf) & ((1u64 << (8 * len)) - 1);
+            Key::Tiny(bytes | (len as u64) << 56)
+        } else if len <= 15 {
+            let mut buf = [0u8; 16];
+            match text.get(start..start + 16) {
+                Some(word) => buf.copy_from_slice(word),
+                None => buf[..len].copy_from_slice(piece),
+            }
+            let bytes = u128::from_le_bytes(buf) & ((1u128 << (8 * len)) - 1);
+            Key::Short(bytes | (len as u128) << 120)
+        } else {
+            Key::Long(piece)
+        }
+    }
+}
 
 impl Cache {
-    fn short_key(piece: &[u8]) -> Option<u128> {
-        if piece.len() > 15 {
-            return None;
-        }
-        let mut buf = [0u8; 16];
-        buf[..piece.len()].copy_from_slice(piece);
-        buf[15] = piece.len() as u8;
-        Some(u128::from_le_bytes(buf))
-    }
-
     fn len(&self) -> usize {
-        self.short.len() + self.long.len()
+        self.tiny.len() + self.short.len() + self.long.len()
     }
 
     fn clear(&mut self) {
+        self.tiny.clear();
         self.short.clear();
         self.long.clear();
+        self.multi.clear();
         self.ids.clear();
     }
 
-    /// Append the cached ids of `piece` to `out`; false when `piece` is not cached.
-    fn extend(&self, piece: &[u8], out: &mut Vec<u32>) -> Result<bool> {
-        let found = match Self::short_key(piece) {
-            Some(key) => self.short.get(&key),
-            None => self.long.get(piece),
+    /// Append the cached ids of `key` to `out`; false when it is not cached.
+    fn extend(&self, key: Key<'_>, out: &mut Vec<u32>) -> Result<bool> {
+        let found = match key {
+            Key::Tiny(k) => self.tiny.get(&k),
+            Key::Short(k) => self.short.get(&k),
+            Key::Long(piece) => self.long.get(piece),
         };
         match found {
             None => Ok(false),
-            Some(&v) if v & SINGLE != 0 => push(out, &[v as u32]).map(|()| true),
+            Some(&v) if v & MULTI == 0 => push_one(out, v).map(|()| true),
             Some(&v) => {
-                let start = (v >> 32) as usize;
-                push(out, &self.ids[start..start + (v as u32) as usize]).map(|()| true)
+                let (start, len) = self.multi[(v & !MULTI) as usize];
+                let ids = &self.ids[start as usize..(start + len) as usize];
+                push(out, ids).map(|()| true)
             }
         }
     }
 
-    fn insert(&mut self, piece: &[u8], ids: &[u32]) -> Result<()> {
-        if self.ids.len() + ids.len() > u32::MAX as usize {
+    fn insert(&mut self, key: Key<'_>, ids: &[u32]) -> Result<()> {
+        if self.ids.len() + ids.len() > u32::MAX as usize || self.multi.len() >= MULTI as usize {
             self.clear();
         }
         let value = if let [id] = ids {
-            SINGLE | *id as u64
+            *id
         } else {
-            let start = self.ids.len() as u64;
+            let start = self.ids.len() as u32;
             push(&mut self.ids, ids)?;
-            (start << 32) | ids.len() as u64
+            try_reserve(&mut self.multi, 1)?;
+            self.multi.push((start, ids.len() as u32));
+            MULTI | (self.multi.len() - 1) as u32
         };
-        let oom = |_| Error::OutOfMemory {
-            bytes: piece.len() + 32,
-        };
-        match Self::short_key(piece) {
-            Some(key) => {
-                self.short.try_reserve(1).map_err(oom)?;
-                self.short.insert(key, value);
+        let oom = |_| Error::OutOfMemory { bytes: 64 };
+        match key {
+            Key::Tiny(k) => {
+                self.tiny.try_reserve(1).map_err(oom)?;
+                self.tiny.insert(k, value);
             }
-            None => {
+            Key::Short(k) => {
+                self.short.try_reserve(1).map_err(oom)?;
+                self.short.insert(k, value);
+            }
+            Key::Long(piece) => {
                 self.long.try_reserve(1).map_err(oom)?;
                 self.long.insert(piece.into(), value);
             }
@@ -684,6 +742,16 @@ struct Scratch {
     ranks: Vec<PackedMerge>,
     next: Vec<u32>,
     heap: BinaryHeap<Reverse<(PackedMerge, u32, u32)>>,
+}
+
+/// Append `id`, growing `out` fallibly.
+#[inline]
+fn push_one(out: &mut Vec<u32>, id: u32) -> Result<()> {
+    if out.len() == out.capacity() {
+        try_reserve(out, out.len().max(64))?;
+    }
+    out.push(id);
+    Ok(())
 }
 
 /// Append `ids`, growing `out` fallibly.

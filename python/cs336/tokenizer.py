@@ -82,8 +82,8 @@ class Tokenizer:
         for token_id, token in vocab.items():
             if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
                 raise ValueError(f"vocab id {token_id!r} is not an integer >= 0")
-            if token_id >= 2**32 - 1:
-                raise ValueError(f"vocab id {token_id} does not fit in 32 bits")
+            if token_id >= 2**31:
+                raise ValueError(f"vocab id {token_id} is not below 2**31")
             if not isinstance(token, bytes):
                 raise TypeError(f"vocab[{token_id}] must be bytes, got {type(token).__name__}")
         merges = [_check_merge(i, pair) for i, pair in enumerate(merges)]
