@@ -16,6 +16,18 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// Token ids as `bytes` of native-endian `u32`s; the Python wrapper makes the list with
+/// `memoryview(b).cast("I").tolist()`. (Building the list here would turn a failed
+/// allocation into a panic inside PyO3; this way it is a `MemoryError`.)
+fn ids_to_bytes<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, ids.len() * 4, |buf| {
+        for (chunk, id) in buf.chunks_exact_mut(4).zip(ids) {
+            chunk.copy_from_slice(&id.to_ne_bytes());
+        }
+        Ok(())
+    })
+}
+
 /// The compiled BPE model behind `cs336.Tokenizer` (immutable; safe to share).
 #[pyclass(frozen, module = "cs336._core")]
 struct Encoder {
@@ -65,18 +77,21 @@ impl Encoder {
 
     // ---- encode
 
-    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
-        Ok(py.detach(|| self.inner.encode(text))?)
+    fn encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = py.detach(|| self.inner.encode(text))?;
+        ids_to_bytes(py, &ids)
     }
 
     #[pyo3(signature = (texts, num_threads=None))]
-    fn encode_batch(
+    fn encode_batch<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         texts: Vec<PyBackedStr>,
         num_threads: Option<usize>,
-    ) -> PyResult<Vec<Vec<u32>>> {
-        Ok(py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??)
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let batch =
+            py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??;
+        batch.iter().map(|ids| ids_to_bytes(py, ids)).collect()
     }
 
     fn stream(&self) -> EncodeStream {
@@ -126,7 +141,10 @@ impl Encoder {
 
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = py.detach(|| self.inner.decode_bytes(&ids))?;
-        Ok(PyBytes::new(py, &bytes))
+        PyBytes::new_with(py, bytes.len(), |buf| {
+            buf.copy_from_slice(&bytes);
+            Ok(())
+        })
     }
 }
 
@@ -138,27 +156,27 @@ struct EncodeStream {
 }
 
 impl EncodeStream {
-    fn with_state(
+    fn with_state<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         f: impl FnOnce(&mut encode::EncodeStream, &mut Vec<u32>) -> Result<(), Error> + Send,
-    ) -> PyResult<Vec<u32>> {
-        py.detach(|| {
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = py.detach(|| {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = Vec::new();
-            f(&mut state, &mut out)?;
-            Ok(out)
-        })
+            f(&mut state, &mut out).map(|()| out)
+        })?;
+        ids_to_bytes(py, &ids)
     }
 }
 
 #[pymethods]
 impl EncodeStream {
-    fn feed(&self, py: Python<'_>, chunk: &str) -> PyResult<Vec<u32>> {
+    fn feed<'py>(&self, py: Python<'py>, chunk: &str) -> PyResult<Bound<'py, PyBytes>> {
         self.with_state(py, |state, out| state.feed(&self.encoder, chunk, out))
     }
 
-    fn finish(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         self.with_state(py, |state, out| state.finish(&self.encoder, out))
     }
 }
