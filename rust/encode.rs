@@ -274,11 +274,8 @@ impl Encoder {
         let Scratch { ids, ranks, .. } = scratch;
         ranks.clear();
         ranks.extend(ids.windows(2).map(|w| self.merge_of(w[0], w[1])));
-        loop {
-            // The leftmost pair with the lowest rank.
-            let Some((i, &best)) = ranks.iter().enumerate().min_by_key(|&(_, r)| *r) else {
-                break;
-            };
+        // The leftmost pair with the lowest rank (`min_by_key` returns the first minimum).
+        while let Some((i, &best)) = ranks.iter().enumerate().min_by_key(|&(_, r)| *r) {
             if best == NO_MERGE {
                 break;
             }
@@ -400,7 +397,7 @@ impl Encoder {
             c1.is_whitespace()
                 && c1 != ' '
                 && !c2.is_whitespace()
-                && back.next().is_none_or(|c0| !c0.is_whitespace())
+                && !back.next().is_some_and(char::is_whitespace)
         };
         pretoken_ends && !self.special_straddles(text.as_bytes(), p)
     }
@@ -828,5 +825,170 @@ impl Drop for TempFile {
         if !self.done {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes, then `merges` (each creating the next id), then `specials`.
+    fn model(merges: &[(&str, &str)], specials: &[&str]) -> Encoder {
+        let mut vocab: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
+        let merges: Vec<(Vec<u8>, Vec<u8>)> = merges
+            .iter()
+            .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
+            .collect();
+        for (a, b) in &merges {
+            vocab.push((vocab.len() as u32, [a.as_slice(), b.as_slice()].concat()));
+        }
+        let specials: Vec<(String, u32)> = specials
+            .iter()
+            .map(|s| {
+                vocab.push((vocab.len() as u32, s.as_bytes().to_vec()));
+                (s.to_string(), vocab.len() as u32 - 1)
+            })
+            .collect();
+        Encoder::new(&vocab, &merges, &specials).unwrap()
+    }
+
+    fn letters_model() -> Encoder {
+        model(
+            &[
+                ("a", "a"),
+                ("b", "a"),
+                ("aa", "a"),
+                ("aa", "aa"),
+                ("a", "b"),
+                ("ba", "aa"),
+            ],
+            &["<s>", "<s><s>"],
+        )
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift64).
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn heap_and_scan_merge_loops_agree() {
+        let enc = letters_model();
+        let mut rng = 0x9e3779b97f4a7c15;
+        for _ in 0..500 {
+            let len = 2 + (xorshift(&mut rng) % 300) as usize;
+            let piece: Vec<u8> = (0..len)
+                .map(|_| {
+                    if xorshift(&mut rng) % 3 == 0 {
+                        b'b'
+                    } else {
+                        b'a'
+                    }
+                })
+                .collect();
+            let mut short = Scratch::default();
+            short
+                .ids
+                .extend(piece.iter().map(|&b| enc.byte_ids[b as usize]));
+            enc.merge_short(&mut short);
+            let mut long = Scratch::default();
+            long.ids
+                .extend(piece.iter().map(|&b| enc.byte_ids[b as usize]));
+            enc.merge_long(&mut long);
+            assert_eq!(short.ids, long.ids, "{}", String::from_utf8_lossy(&piece));
+        }
+    }
+
+    #[test]
+    fn merges_apply_by_rank_within_pretokens() {
+        let enc = letters_model();
+        // "aaaa": (a,a) twice, then (aa,aa) -> one token; " aaa" stays apart (space).
+        assert_eq!(enc.encode("aaaa").unwrap(), [259]);
+        assert_eq!(enc.encode("aaa aa").unwrap(), [258, 32, 256]);
+        assert_eq!(enc.encode("a<s><s>b<s>").unwrap(), [97, 263, 98, 262]);
+        assert_eq!(enc.decode_bytes(&[258, 263]).unwrap(), b"aaa<s><s>");
+        assert!(matches!(
+            enc.decode_bytes(&[264]),
+            Err(Error::UnknownTokenId {
+                id: 264,
+                vocab_size: 264
+            })
+        ));
+    }
+
+    #[test]
+    fn every_cut_found_encodes_like_the_whole() {
+        let enc = letters_model();
+        let texts = [
+            "ab aab, 12 ab'll\n\nx\t y  \u{85}z \u{2028} é日本 a<s>b <s><s>\r\n",
+            "a1b2!!a  \n a\x0b\x0cb 'ab' ''s",
+        ];
+        for text in texts {
+            let whole = enc.encode(text).unwrap();
+            let mut cuts = 0;
+            for p in 1..text.len() {
+                if text.is_char_boundary(p) && enc.find_cut(text, p - 1, p) == Some(p) {
+                    cuts += 1;
+                    let mut parts = enc.encode(&text[..p]).unwrap();
+                    parts.extend(enc.encode(&text[p..]).unwrap());
+                    assert_eq!(parts, whole, "cut at {p} in {text:?}");
+                }
+            }
+            assert!(cuts > 5, "too few cuts in {text:?}");
+        }
+    }
+
+    #[test]
+    fn no_cut_inside_a_special_token_or_a_whitespace_run() {
+        let enc = letters_model();
+        let text = "ab<s>ab";
+        for p in 3..5 {
+            assert!(!enc.is_cut(text, p), "cut at {p}");
+        }
+        assert!(!enc.is_cut("a \n b", 3));
+        assert!(!enc.is_cut("a'b", 2));
+    }
+
+    #[test]
+    fn stream_equals_encode_for_any_chunking() {
+        let enc = letters_model();
+        let text = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
+        let whole = enc.encode(text).unwrap();
+        for size in 1..8 {
+            let mut stream = EncodeStream::default();
+            let mut out = Vec::new();
+            let chars: Vec<char> = text.chars().collect();
+            for chunk in chars.chunks(size) {
+                let chunk: String = chunk.iter().collect();
+                stream.feed(&enc, &chunk, &mut out).unwrap();
+            }
+            stream.finish(&enc, &mut out).unwrap();
+            assert_eq!(out, whole, "chunks of {size} chars");
+        }
+    }
+
+    #[test]
+    fn bad_models_are_errors() {
+        let bytes: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
+        let missing_byte = &bytes[1..];
+        assert!(
+            matches!(Encoder::new(missing_byte, &[], &[]), Err(Error::BadModel(m)) if m.contains("0x00"))
+        );
+        let merge = [(b"a".to_vec(), b"b".to_vec())];
+        assert!(
+            matches!(Encoder::new(&bytes, &merge, &[]), Err(Error::BadModel(m)) if m.contains("merge 0"))
+        );
+        let special = [("<s>".to_string(), 300)];
+        assert!(
+            matches!(Encoder::new(&bytes, &[], &special), Err(Error::BadModel(m)) if m.contains("300"))
+        );
+        let huge = [(1u32 << 31, b"x".to_vec())];
+        assert!(matches!(
+            Encoder::new(&huge, &[], &[]),
+            Err(Error::BadModel(_))
+        ));
     }
 }
