@@ -75,10 +75,8 @@ class Encoder:
     def vocab_size(self) -> int:
         """One more than the largest token id."""
 
-    def encode(self, text: str) -> bytes:
-        """The ids as native-endian uint32 bytes (``memoryview(b).cast("I").tolist()``)."""
-
-    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[bytes]:
+    def encode(self, text: str) -> list[int]: ...
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
         """``[encode(t) for t in texts]`` in parallel."""
 
     def stream(self) -> EncodeStream:
@@ -101,9 +99,9 @@ class EncodeStream:
     """Encodes chunks of text as they come, with the ids of one ``encode`` call on their
     concatenation."""
 
-    def feed(self, chunk: str) -> bytes:
+    def feed(self, chunk: str) -> list[int]:
         """Add ``chunk``; returns the ids (as ``Encoder.encode``) of the text now known to
         encode on its own."""
 
-    def finish(self) -> bytes:
+    def finish(self) -> list[int]:
         """The input has ended: returns the ids of the rest."""

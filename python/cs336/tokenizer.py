@@ -200,7 +200,7 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
-        return _ids(self._core.encode(text))
+        return self._core.encode(text)
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenation of the strings in ``iterable`` (e.g. an
@@ -226,8 +226,8 @@ class Tokenizer:
         for chunk in chunks:
             if not isinstance(chunk, str):
                 raise TypeError(f"encode_iterable() got a {type(chunk).__name__} chunk, not str")
-            yield from _ids(stream.feed(chunk))
-        yield from _ids(stream.finish())
+            yield from stream.feed(chunk)
+        yield from stream.finish()
 
     def encode_batch(self, texts: Iterable[str], num_threads: int | None = None) -> list[list[int]]:
         """``[encode(t) for t in texts]``, computed in parallel without the GIL.
@@ -244,7 +244,7 @@ class Tokenizer:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not str")
-        return [_ids(ids) for ids in self._core.encode_batch(texts, _check_threads(num_threads))]
+        return self._core.encode_batch(texts, _check_threads(num_threads))
 
     def encode_file(
         self,
@@ -335,11 +335,6 @@ class Tokenizer:
         from cs336 import interop
 
         return interop.to_hf_tokenizer_json(self, path)
-
-
-def _ids(packed: bytes) -> list[int]:
-    """The token ids the extension packs as native-endian uint32 bytes."""
-    return memoryview(packed).cast("I").tolist()
 
 
 def _check_merge(i: int, pair: Any) -> tuple[bytes, bytes]:

@@ -3,9 +3,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
 use crate::encode;
 use crate::error::Error;
@@ -16,22 +17,49 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Token ids as `bytes` of native-endian `u32`s; the Python wrapper makes the list with
-/// `memoryview(b).cast("I").tolist()`. (Building the list here would turn a failed
-/// allocation into a panic inside PyO3; this way it is a `MemoryError`.)
-fn ids_to_bytes<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyBytes>> {
-    PyBytes::new_with(py, ids.len() * 4, |buf| {
-        for (chunk, id) in buf.chunks_exact_mut(4).zip(ids) {
-            chunk.copy_from_slice(&id.to_ne_bytes());
+/// Python ints `0..n`, made once per model: lists of token ids share them instead of
+/// allocating an int object per token (which costs as much as encoding).
+fn make_ints(py: Python<'_>, n: usize) -> PyResult<Arc<[Py<PyAny>]>> {
+    (0..n as u64)
+        .map(|i| Ok(i.into_pyobject(py)?.into_any().unbind()))
+        .collect()
+}
+
+/// A new list holding `items` (owned references, moved in).
+fn new_list<'py>(
+    py: Python<'py>,
+    items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let len = items.len();
+    // SAFETY: `PyList_New` returns a new reference, or NULL with a MemoryError set, which
+    // `from_owned_ptr_or_err` returns as the error (PyO3's own list constructors panic
+    // there instead). Each slot `i < len` is then set exactly once to an owned reference,
+    // which `PyList_SetItem` steals (it cannot fail for an index in range); nothing else
+    // sees the list before it is complete.
+    unsafe {
+        let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len as ffi::Py_ssize_t))?;
+        for (i, item) in items.take(len).enumerate() {
+            ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
         }
-        Ok(())
-    })
+        Ok(list.cast_into_unchecked())
+    }
+}
+
+/// The list of `ids`, made of the shared `ints` (every id is below their number: the
+/// encoder only produces ids of its vocabulary).
+fn ids_to_list<'py>(
+    py: Python<'py>,
+    ids: &[u32],
+    ints: &[Py<PyAny>],
+) -> PyResult<Bound<'py, PyList>> {
+    new_list(py, ids.iter().map(|&id| ints[id as usize].bind(py).clone()))
 }
 
 /// The compiled BPE model behind `cs336.Tokenizer` (immutable; safe to share).
 #[pyclass(frozen, module = "cs336._core")]
 struct Encoder {
     inner: Arc<encode::Encoder>,
+    ints: Arc<[Py<PyAny>]>,
 }
 
 /// Run `f` on a rayon pool of `num_threads` threads (the global pool when `None`).
@@ -65,8 +93,10 @@ impl Encoder {
             .map(|(a, b)| (a.to_vec(), b.to_vec()))
             .collect();
         let inner = py.detach(|| encode::Encoder::new(&vocab, &merges, &special_tokens))?;
+        let ints = make_ints(py, inner.vocab_size())?;
         Ok(Encoder {
             inner: Arc::new(inner),
+            ints,
         })
     }
 
@@ -77,9 +107,9 @@ impl Encoder {
 
     // ---- encode
 
-    fn encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
         let ids = py.detach(|| self.inner.encode(text))?;
-        ids_to_bytes(py, &ids)
+        ids_to_list(py, &ids, &self.ints)
     }
 
     #[pyo3(signature = (texts, num_threads=None))]
@@ -88,15 +118,20 @@ impl Encoder {
         py: Python<'py>,
         texts: Vec<PyBackedStr>,
         num_threads: Option<usize>,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let batch =
             py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??;
-        batch.iter().map(|ids| ids_to_bytes(py, ids)).collect()
+        let lists = batch
+            .iter()
+            .map(|ids| Ok(ids_to_list(py, ids, &self.ints)?.into_any()))
+            .collect::<PyResult<Vec<_>>>()?;
+        new_list(py, lists.into_iter())
     }
 
     fn stream(&self) -> EncodeStream {
         EncodeStream {
             encoder: Arc::clone(&self.inner),
+            ints: Arc::clone(&self.ints),
             state: Mutex::new(encode::EncodeStream::default()),
         }
     }
@@ -152,6 +187,7 @@ impl Encoder {
 #[pyclass(frozen, module = "cs336._core")]
 struct EncodeStream {
     encoder: Arc<encode::Encoder>,
+    ints: Arc<[Py<PyAny>]>,
     state: Mutex<encode::EncodeStream>,
 }
 
@@ -160,23 +196,23 @@ impl EncodeStream {
         &self,
         py: Python<'py>,
         f: impl FnOnce(&mut encode::EncodeStream, &mut Vec<u32>) -> Result<(), Error> + Send,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let ids = py.detach(|| {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = Vec::new();
             f(&mut state, &mut out).map(|()| out)
         })?;
-        ids_to_bytes(py, &ids)
+        ids_to_list(py, &ids, &self.ints)
     }
 }
 
 #[pymethods]
 impl EncodeStream {
-    fn feed<'py>(&self, py: Python<'py>, chunk: &str) -> PyResult<Bound<'py, PyBytes>> {
+    fn feed<'py>(&self, py: Python<'py>, chunk: &str) -> PyResult<Bound<'py, PyList>> {
         self.with_state(py, |state, out| state.feed(&self.encoder, chunk, out))
     }
 
-    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.with_state(py, |state, out| state.finish(&self.encoder, out))
     }
 }
