@@ -1,0 +1,239 @@
+"""``cs336 accounting``: parameters, forward FLOPs, training memory and MFU of a model.
+
+Without a model (no ``--preset``, ``--config`` or shape flags) it compares the four
+GPT-2 presets; with one it prints that model's tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+HELP = "parameters, FLOPs, memory and MFU of a model config"
+
+# flag -> ModelConfig field, for the shape flags that override a preset or config file
+_SHAPE_FLAGS = {
+    "vocab_size": int,
+    "context_length": int,
+    "d_model": int,
+    "num_layers": int,
+    "num_heads": int,
+    "d_ff": int,
+}
+_OPTION_FLAGS = {
+    "norm": ("pre", "post", "none"),
+    "ffn": ("gelu", "swiglu"),
+    "position": ("learned", "rope"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cs336.accounting import PRESETS
+
+    model = parser.add_argument_group("model (default: compare the GPT-2 presets)")
+    source = model.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=sorted(PRESETS), help="a GPT-2 shape from the handout")
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="model config as .json or .toml: ModelConfig fields, at top level or in a "
+        "[model] table (so a training config works too)",
+    )
+    for name, typ in _SHAPE_FLAGS.items():
+        model.add_argument(
+            "--" + name.replace("_", "-"), type=typ, help=f"{name} (overrides the preset/config)"
+        )
+    for name, choices in _OPTION_FLAGS.items():
+        model.add_argument("--" + name, choices=choices, help=f"{name} (default: the config's)")
+    model.add_argument(
+        "--tie-embeddings", action="store_true", default=None, help="tie lm_head to the embeddings"
+    )
+    run = parser.add_argument_group("training")
+    run.add_argument(
+        "--batch-size", type=int, default=1, help="sequences per step for memory (default: 1)"
+    )
+    run.add_argument(
+        "--bytes", type=int, default=4, help="bytes per number for memory (default: 4, fp32)"
+    )
+    run.add_argument(
+        "--memory-gb", type=float, help="accelerator memory in GB (1e9 bytes): max batch size"
+    )
+    run.add_argument("--peak-tflops", type=float, help="accelerator peak, TFLOP/s (for MFU/time)")
+    run.add_argument(
+        "--tokens-per-second", type=float, help="measured training throughput (for MFU)"
+    )
+    run.add_argument("--train-steps", type=int, help="steps for a training-time estimate")
+    run.add_argument(
+        "--assumed-mfu",
+        type=float,
+        default=0.5,
+        help="MFU for the training-time estimate (default: 0.5)",
+    )
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        if path.suffix == ".json":
+            d = json.load(f)
+        elif path.suffix == ".toml":
+            import tomllib
+
+            d = tomllib.load(f)
+        else:
+            raise ValueError(f"config file {path} must end in .json or .toml")
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a table/object, got {type(d).__name__}")
+    model = d.get("model", d)
+    if not isinstance(model, dict):
+        raise ValueError(f"config file {path}: 'model' must be a table/object")
+    return model
+
+
+def _model_config(args: argparse.Namespace) -> Any:
+    from cs336.accounting import PRESETS
+    from cs336.model import ModelConfig
+
+    overrides = {
+        name: getattr(args, name)
+        for name in [*_SHAPE_FLAGS, *_OPTION_FLAGS, "tie_embeddings"]
+        if getattr(args, name) is not None
+    }
+    if args.preset:
+        return dataclasses.replace(PRESETS[args.preset], **overrides)
+    if args.config:
+        return ModelConfig.from_dict({**_read_config(args.config), **overrides})
+    if not overrides:
+        return None
+    missing = [f for f in _SHAPE_FLAGS if f not in overrides]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise ValueError(f"without --preset or --config, also give {flags}")
+    return ModelConfig(**overrides)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        # first column left-aligned (labels), the others right-aligned (numbers)
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def _si(x: float, unit: str = "") -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3f} {prefix}{unit}"
+    return f"{x:.0f} {unit}".rstrip()
+
+
+def _pct(part: float, total: float) -> str:
+    return f"{100 * part / total:.1f}%"
+
+
+def _describe(cfg: Any) -> str:
+    d = cfg.to_dict()
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def _report(cfg: Any, args: argparse.Namespace) -> None:
+    from cs336 import accounting as acc
+
+    print(f"model: {_describe(cfg)}\n")
+    params = acc.count_parameters(cfg)
+    total = params["total"]
+    rows = [[k, f"{v:,}", _pct(v, total)] for k, v in params.items() if k != "total"]
+    rows.append(["total", f"{total:,}", "100.0%"])
+    print(_table(["parameters", "count", "share"], rows))
+    print(f"fp32 weights: {total * 4 / 1e9:.2f} GB ({total * 4 / 2**30:.2f} GiB)\n")
+
+    flops = acc.forward_flops(cfg)
+    ftotal = flops["total"]
+    rows = [[k, f"{v:.4e}", _si(v, "FLOP"), _pct(v, ftotal)] for k, v in flops.items()]
+    rows[-1][3] = "100.0%"
+    print(f"forward pass, one sequence of {cfg.context_length} tokens (matmuls, 2mnp each):")
+    print(_table(["component", "FLOPs", "(SI)", "share"], rows))
+    per_token = acc.train_flops_per_token(cfg)
+    print(f"training (3x forward): {per_token:.4e} FLOPs per token\n")
+
+    b = args.batch_size
+    mem = acc.training_memory(
+        cfg, b, param_bytes=args.bytes, grad_bytes=args.bytes, state_bytes=args.bytes,
+        activation_bytes=args.bytes,
+    )  # fmt: skip
+    one = acc.training_memory(
+        cfg, 1, param_bytes=args.bytes, grad_bytes=args.bytes, state_bytes=args.bytes,
+        activation_bytes=args.bytes,
+    )  # fmt: skip
+    rows = [[k, f"{v:,}", f"{v / 1e9:.2f}"] for k, v in mem.items()]
+    print(f"training memory, batch {b} x {cfg.context_length} tokens, {args.bytes} bytes/number:")
+    print(_table(["part", "bytes", "(GB)"], rows))
+    a_per_seq = one["activations"]
+    fixed = one["total"] - a_per_seq
+    print(f"memory = {a_per_seq / 1e9:.4f} GB * batch_size + {fixed / 1e9:.4f} GB")
+    if args.memory_gb is not None:
+        n = acc.max_batch_size(
+            cfg, args.memory_gb * 1e9, param_bytes=args.bytes, grad_bytes=args.bytes,
+            state_bytes=args.bytes, activation_bytes=args.bytes,
+        )  # fmt: skip
+        print(f"largest batch size in {args.memory_gb:g} GB: {n}")
+    step = acc.adamw_step_flops(cfg)
+    print(f"one AdamW step: {step:.4e} FLOPs (14 per parameter)\n")
+
+    step_flops = b * cfg.context_length * per_token
+    print(f"one training step (batch {b}): {step_flops:.4e} FLOPs")
+    if args.peak_tflops is not None:
+        peak = args.peak_tflops * 1e12
+        if args.tokens_per_second is not None:
+            u = acc.mfu(args.tokens_per_second, cfg, peak)
+            print(f"MFU at {args.tokens_per_second:,.0f} tokens/s: {100 * u:.1f}%")
+        if args.train_steps is not None:
+            seconds = args.train_steps * step_flops / (args.assumed_mfu * peak)
+            print(
+                f"{args.train_steps:,} steps at {100 * args.assumed_mfu:g}% MFU of "
+                f"{args.peak_tflops:g} TFLOP/s: {seconds:.4e} s = {seconds / 86400:,.1f} days"
+            )
+
+
+def _compare() -> None:
+    from cs336 import accounting as acc
+
+    names = list(acc.PRESETS)
+    cfgs = [acc.PRESETS[n] for n in names]
+    params = [acc.count_parameters(c)["total"] for c in cfgs]
+    flops = [acc.forward_flops(c) for c in cfgs]
+    print("GPT-2 presets (vocab 50257, context 1024, d_ff = 4 d_model):\n")
+    rows = [
+        [n, str(c.num_layers), str(c.d_model), str(c.num_heads), f"{p:,}", _si(f["total"], "FLOP")]
+        for n, c, p, f in zip(names, cfgs, params, flops, strict=True)
+    ]
+    print(_table(["preset", "layers", "d_model", "heads", "parameters", "forward"], rows))
+    print("\nshare of forward FLOPs by component:")
+    components = [k for k in flops[0] if k != "total"]
+    rows = [[k] + [_pct(f[k], f["total"]) for f in flops] for k in components]
+    print(_table(["component", *names], rows))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.bytes < 1:
+        raise ValueError(f"--bytes must be positive, got {args.bytes}")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        raise ValueError(f"--peak-tflops must be positive, got {args.peak_tflops}")
+    if not 0 < args.assumed_mfu <= 1:
+        raise ValueError(f"--assumed-mfu must be in (0, 1], got {args.assumed_mfu}")
+    cfg = _model_config(args)
+    if cfg is None:
+        _compare()
+    else:
+        _report(cfg, args)
+    return 0

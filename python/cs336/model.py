@@ -1,0 +1,329 @@
+"""The Transformer language model and its configuration.
+
+>>> cfg = ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2,
+...                   num_heads=4, d_ff=64)
+>>> model = TransformerLM.from_config(cfg)
+>>> model(torch.zeros(3, 16, dtype=torch.long)).shape
+torch.Size([3, 16, 100])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cs336.layers import AttentionCache, RMSNorm, RotaryEmbedding, TransformerBlock
+
+__all__ = ["ModelConfig", "KVCache", "TransformerLM"]
+
+_CHOICES = {
+    "norm": ("pre", "post", "none"),
+    "ffn": ("gelu", "swiglu"),
+    "position": ("learned", "rope"),
+    "attention": ("reference", "fused"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Hyperparameters of a :class:`TransformerLM`; checks itself on construction.
+
+    The defaults of the keyword options are the handout's model: pre-norm, GELU
+    feed-forward, learned absolute positions, untied head, reference attention.
+
+    Raises:
+        ValueError: naming the bad field and value, e.g.
+            ``d_model (500) must be divisible by num_heads (16)``.
+    """
+
+    vocab_size: int
+    context_length: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    d_ff: int
+    attn_pdrop: float = 0.0
+    residual_pdrop: float = 0.0
+    norm: str = "pre"
+    parallel: bool = False
+    tie_embeddings: bool = False
+    ffn: str = "gelu"
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    attention: str = "reference"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
+            )
+        for name in ("attn_pdrop", "residual_pdrop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} ({value}) must be in [0, 1)")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                allowed = ", ".join(repr(c) for c in choices)
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("parallel", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.parallel and self.norm == "post":
+            raise ValueError("parallel layers need norm 'pre' or 'none', got 'post'")
+        if self.position == "rope":
+            if (self.d_model // self.num_heads) % 2:
+                raise ValueError(
+                    f"rope needs an even head dimension, got d_model / num_heads = "
+                    f"{self.d_model} / {self.num_heads} = {self.d_model // self.num_heads}"
+                )
+            if not self.rope_theta > 0:
+                raise ValueError(f"rope_theta must be positive, got {self.rope_theta!r}")
+
+    @property
+    def d_k(self) -> int:
+        """Per-head width ``d_model / num_heads``."""
+        return self.d_model // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field (``ModelConfig.from_dict`` inverts it)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Build from a dict such as ``to_dict()`` returns.
+
+        Raises:
+            ValueError: for unknown or missing keys (named), or invalid values.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        missing = [
+            name for name, f in fields.items() if name not in d and f.default is dataclasses.MISSING
+        ]
+        if missing:
+            raise ValueError(f"missing model config keys: {', '.join(missing)}")
+        return cls(**d)
+
+
+class KVCache:
+    """Per-layer keys and values of a :class:`TransformerLM` for incremental decoding.
+
+    Make one with ``model.init_kv_cache(batch_size)``, then call ``model(x_new,
+    kv_cache=cache)`` with only the new tokens each time.
+    """
+
+    def __init__(self, layers: list[AttentionCache], context_length: int) -> None:
+        self.layers = layers
+        self.context_length = context_length
+
+    @property
+    def length(self) -> int:
+        """Number of tokens (per sequence) already in the cache."""
+        return self.layers[0].length if self.layers else 0
+
+    def reset(self) -> None:
+        """Forget every cached token (the buffers are reused)."""
+        for layer in self.layers:
+            layer.length = 0
+
+
+class TransformerLM(nn.Module):
+    """Decoder-only Transformer language model (the CS336 handout's, plus options).
+
+    Token embeddings (+ learned absolute positions unless ``position="rope"``), dropout,
+    ``num_layers`` :class:`~cs336.layers.TransformerBlock` s, a final RMSNorm (absent
+    with ``norm="none"``) and a linear head. Parameter names follow the course's
+    reference layout: ``token_embeddings.weight``, ``position_embeddings.weight``,
+    ``layers.{i}.ln1.weight``, ``layers.{i}.attn.{q,k,v,output}_proj.weight``,
+    ``layers.{i}.ln2.weight``, ``layers.{i}.ffn.w1.weight``, ``layers.{i}.ffn.w2.weight``
+    (``ffn.w3`` with SwiGLU), ``ln_final.weight``, ``lm_head.weight``.
+
+    Keyword options are those of :class:`ModelConfig`; weights are initialized by
+    :meth:`init_weights`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        d_ff: int,
+        attn_pdrop: float = 0.0,
+        residual_pdrop: float = 0.0,
+        *,
+        norm: str = "pre",
+        parallel: bool = False,
+        tie_embeddings: bool = False,
+        ffn: str = "gelu",
+        position: str = "learned",
+        rope_theta: float = 10000.0,
+        attention: str = "reference",
+    ) -> None:
+        super().__init__()
+        cfg = ModelConfig(
+            vocab_size, context_length, d_model, num_layers, num_heads, d_ff,
+            attn_pdrop, residual_pdrop, norm=norm, parallel=parallel,
+            tie_embeddings=tie_embeddings, ffn=ffn, position=position,
+            rope_theta=rope_theta, attention=attention,
+        )  # fmt: skip
+        self.config = cfg
+        self.token_embeddings = nn.Embedding(vocab_size, d_model)
+        rope = None
+        if position == "learned":
+            self.position_embeddings = nn.Embedding(context_length, d_model)
+        else:
+            rope = RotaryEmbedding(cfg.d_k, context_length, rope_theta)
+        self.dropout = nn.Dropout(residual_pdrop)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                num_heads,
+                d_ff,
+                attn_pdrop,
+                residual_pdrop,
+                norm=norm,
+                parallel=parallel,
+                ffn=ffn,
+                rope=rope,
+                attention=attention,
+            )  # fmt: skip
+            for _ in range(num_layers)
+        )
+        if norm != "none":
+            self.ln_final = RMSNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.init_weights()
+        if tie_embeddings:
+            self.lm_head.weight = self.token_embeddings.weight
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> TransformerLM:
+        """``TransformerLM(**cfg.to_dict())``."""
+        return cls(**cfg.to_dict())
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """(Re-)initialize every parameter in place (GPT-2 / nanoGPT scheme).
+
+        With ``std = 0.02`` and every normal truncated at +-3 std:
+
+        - ``token_embeddings.weight``, ``position_embeddings.weight``: N(0, std^2).
+        - ``layers.{i}.attn.q_proj/k_proj/v_proj.weight``, ``layers.{i}.ffn.w1.weight``
+          (and ``ffn.w3`` for SwiGLU): N(0, std^2).
+        - ``layers.{i}.attn.output_proj.weight``, ``layers.{i}.ffn.w2.weight``: the
+          projections that write into the residual stream, N(0, (std / sqrt(2 L))^2)
+          for ``L = num_layers``, so the residual's variance does not grow with depth
+          (GPT-2 paper, section 2.3).
+        - ``lm_head.weight``: N(0, std^2) (with tied embeddings it is the token
+          embedding matrix).
+        - ``ln1``, ``ln2``, ``ln_final`` weights: ones.
+        """
+        std = 0.02
+        out_std = std / math.sqrt(2 * self.config.num_layers)
+        for name, p in self.named_parameters():
+            if p.ndim == 1:  # RMSNorm gains
+                p.fill_(1.0)
+            else:
+                s = out_std if name.endswith(("output_proj.weight", "ffn.w2.weight")) else std
+                nn.init.trunc_normal_(p, mean=0.0, std=s, a=-3 * s, b=3 * s)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of distinct parameters (a tied matrix counts once).
+
+        ``exclude_embeddings=True`` leaves out the input lookup tables
+        (``position_embeddings`` and an untied ``token_embeddings``); a tied matrix is
+        still counted because it is also the LM head.
+        """
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            if hasattr(self, "position_embeddings"):
+                total -= self.position_embeddings.weight.numel()
+            if not self.config.tie_embeddings:
+                total -= self.token_embeddings.weight.numel()
+        return total
+
+    def init_kv_cache(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` sequences of up to context_length.
+
+        ``device`` and ``dtype`` default to those of the model's parameters.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        ref = self.lm_head.weight
+        cfg = self.config
+        layers = [
+            AttentionCache(
+                batch_size,
+                cfg.num_heads,
+                cfg.context_length,
+                cfg.d_k,
+                device=device if device is not None else ref.device,
+                dtype=dtype if dtype is not None else ref.dtype,
+            )
+            for _ in range(cfg.num_layers)
+        ]
+        return KVCache(layers, cfg.context_length)
+
+    def forward(self, token_ids: Tensor, *, kv_cache: KVCache | None = None) -> Tensor:
+        """Next-token logits.
+
+        Args:
+            token_ids: ``(B, T)`` integer token ids. With ``kv_cache``, only the tokens
+                not yet in the cache: their positions continue from ``kv_cache.length``.
+            kv_cache: from :meth:`init_kv_cache`; appended to in place.
+
+        Returns:
+            ``(B, T, vocab_size)`` logits (float32, or the autocast dtype).
+
+        Raises:
+            ValueError: if ``token_ids`` is not a 2-D integer tensor, or the sequence (plus what the
+                cache holds) is longer than ``context_length``.
+        """
+        if token_ids.ndim != 2:
+            raise ValueError(
+                f"token_ids must have shape (batch, seq), got {tuple(token_ids.shape)}"
+            )
+        if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex:
+            raise ValueError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
+        t = token_ids.shape[1]
+        start = kv_cache.length if kv_cache is not None else 0
+        ctx = self.config.context_length
+        if start + t > ctx:
+            if kv_cache is None:
+                raise ValueError(f"sequence length {t} exceeds context_length ({ctx})")
+            raise ValueError(
+                f"kv cache holds {start} tokens; {t} more would exceed context_length ({ctx})"
+            )
+        x = self.token_embeddings(token_ids)  # (B, T, d_model)
+        if hasattr(self, "position_embeddings"):
+            positions = torch.arange(start, start + t, device=token_ids.device)
+            x = x + self.position_embeddings(positions)  # (T, d_model) broadcast
+        if self.dropout.p > 0.0:
+            x = self.dropout(x)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cache=kv_cache.layers[i] if kv_cache is not None else None)
+        if hasattr(self, "ln_final"):
+            x = self.ln_final(x)
+        return self.lm_head(x)  # (B, T, vocab_size)

@@ -1,0 +1,220 @@
+"""Optimizers and gradient clipping, on top of ``torch.optim.Optimizer`` only.
+
+>>> model = torch.nn.Linear(4, 2)
+>>> opt = AdamW(model.parameters(), lr=1e-3)
+>>> model(torch.ones(4)).sum().backward()
+>>> clip_grad_norm(model.parameters(), max_norm=1.0) > 0
+tensor(True)
+>>> opt.step()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cs336.layers import RMSNorm
+
+__all__ = ["SGD", "AdamW", "clip_grad_norm", "param_groups"]
+
+Params = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+
+def _check_nonnegative(**values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0.0:  # also rejects NaN
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+class SGD(torch.optim.Optimizer):
+    """SGD with the handout's decaying step: ``p -= lr / sqrt(t + 1) * grad``, t = 0, 1, ...
+
+    The step count ``t`` is kept per parameter in ``state["t"]``.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3) -> None:
+        _check_nonnegative(lr=lr)
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                t = state.get("t", 0)
+                p.add_(p.grad, alpha=-group["lr"] / math.sqrt(t + 1))
+                state["t"] = t + 1
+        return loss
+
+
+class AdamW(torch.optim.Optimizer):
+    """AdamW (Loshchilov & Hutter 2019, Algorithm 2), as written in the CS336 handout.
+
+    For each parameter, with gradient ``g`` and step ``t = 1, 2, ...``::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)   # bias correction in the step
+        p -= alpha_t * m / (sqrt(v) + eps)
+        p -= lr * weight_decay * p                          # decoupled weight decay
+
+    This differs from ``torch.optim.AdamW`` only in where ``eps`` sits (ours is not
+    bias-corrected) and in applying the decay after the Adam step; both change the
+    update by far less than the tests' tolerance.
+
+    Args:
+        params: parameters or param groups (each group may override any default).
+        lr, betas, eps, weight_decay: as above.
+        foreach: update all tensors of a group with multi-tensor ``torch._foreach_*``
+            kernels (fewer launches on a GPU); same math, tested equal to the loop.
+
+    The state (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter) round-trips through
+    ``state_dict()`` / ``load_state_dict()``.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        *,
+        foreach: bool = False,
+    ) -> None:
+        _check_nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+        self.foreach = foreach
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if self.foreach:
+                self._step_foreach(group, params)
+            else:
+                for p in params:
+                    self._step_one(group, p)
+        return loss
+
+    def _step_one(self, group: dict[str, Any], p: Tensor) -> None:
+        beta1, beta2 = group["betas"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        state = self.state[p]
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(p.grad, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+        alpha = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+        p.addcdiv_(m, v.sqrt().add_(eps), value=-alpha)
+        if wd != 0.0:
+            p.mul_(1.0 - lr * wd)
+
+    def _step_foreach(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        if not params:
+            return
+        beta1, beta2 = group["betas"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them
+        ms = [s["exp_avg"] for s in states]
+        vs = [s["exp_avg_sq"] for s in states]
+        for s in states:
+            s["step"] += 1
+        # Parameters of one group can be at different steps (e.g. after adding some).
+        alphas = [
+            -lr * math.sqrt(1.0 - beta2 ** s["step"]) / (1.0 - beta1 ** s["step"]) for s in states
+        ]
+        torch._foreach_lerp_(ms, grads, 1.0 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, ms, denom, alphas)
+        if wd != 0.0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+
+
+@torch.no_grad()
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float, eps: float = 1e-6) -> Tensor:
+    """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
+
+    The norm is taken over all parameters that have a gradient, as if concatenated;
+    when it exceeds ``max_norm`` every gradient is multiplied by
+    ``max_norm / (norm + eps)`` (the handout's rule). Returns the norm before clipping
+    (a scalar tensor, float32 or float64 for float64 gradients; 0 when no parameter has
+    a gradient).
+
+    Raises:
+        ValueError: if ``max_norm`` is negative or NaN.
+    """
+    _check_nonnegative(max_norm=max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    # Accumulate in float32 at least (bf16 gradients) and float64 for float64 ones.
+    by_dtype: dict[torch.dtype, list[Tensor]] = {}
+    for g in grads:
+        by_dtype.setdefault(torch.promote_types(g.dtype, torch.float32), []).append(g)
+    acc = max(by_dtype, key=lambda d: torch.finfo(d).bits)
+    norms = [
+        n.to(acc)
+        for dtype, group in by_dtype.items()
+        for n in torch._foreach_norm(group, 2, dtype=dtype)  # one norm per tensor
+    ]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    # Multiply by a tensor factor (no .item(), so no GPU sync): 1 when under max_norm.
+    scale = torch.clamp(max_norm / (total + eps), max=1.0)
+    torch._foreach_mul_(grads, scale)
+    return total
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW param groups: ``weight_decay`` on matrices, none on the rest.
+
+    No decay on RMSNorm gains, biases and embedding tables (``nn.Embedding``; a head
+    tied to the token embeddings is therefore not decayed either). Each parameter
+    appears once.
+
+    >>> groups = param_groups(torch.nn.Linear(3, 2), weight_decay=0.1)
+    >>> [(g["weight_decay"], len(g["params"])) for g in groups]
+    [(0.1, 1), (0.0, 1)]
+    """
+    no_decay: dict[int, Tensor] = {}
+    for module in model.modules():
+        if isinstance(module, (nn.Embedding, RMSNorm)):
+            for p in module.parameters(recurse=False):
+                no_decay[id(p)] = p
+    for name, p in model.named_parameters():
+        if name.endswith("bias") or p.ndim < 2:
+            no_decay[id(p)] = p
+    decay = [p for p in model.parameters() if id(p) not in no_decay]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": list(no_decay.values()), "weight_decay": 0.0},
+    ]
