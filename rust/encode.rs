@@ -35,8 +35,10 @@ const SHORT_PIECE: usize = 64;
 /// The cache is cleared when it holds this many pretokens, which bounds its memory.
 const CACHE_MAX_ENTRIES: usize = 1 << 18;
 
-/// Bytes of text per parallel job in [`Encoder::encode_file`].
-const FILE_BLOCK: usize = 1 << 20;
+/// Bytes of text per parallel job in [`Encoder::encode_file`] (small, for load balance)...
+const FILE_BLOCK: usize = 1 << 18;
+/// ...and jobs per thread per round of reading (large, so rounds are few).
+const FILE_JOBS_PER_THREAD: usize = 16;
 
 /// A byte-level BPE model, immutable after construction and shared across threads.
 #[derive(Debug)]
@@ -435,7 +437,7 @@ impl Encoder {
         let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(&tmp.path, e))?;
         let block = FILE_BLOCK;
         let caches = ThreadCaches::new();
-        let base = rayon::current_num_threads().max(1) * 4 * block;
+        let base = rayon::current_num_threads().max(1) * FILE_JOBS_PER_THREAD * block;
         let mut want = base;
         let mut buf: Vec<u8> = Vec::new();
         let mut done: u64 = 0;
