@@ -729,6 +729,7 @@ impl ThreadCaches {
         let i = rayon::current_thread_index().unwrap_or(0) % self.0.len();
         let mut cache = self.0[i].lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
+        try_reserve(&mut out, text.len() / 4)?;
         encoder.encode_into(text, &mut cache, &mut out)?;
         Ok(out)
     }
