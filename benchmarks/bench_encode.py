@@ -1,8 +1,7 @@
 """Encoding speed, GPT-2 vocabulary: cs336 vs tiktoken vs Hugging Face tokenizers vs tokie.
 
-    make inplace-release   # or: PYO3_BUILD_EXTENSION_MODULE=1 cargo build --release \\
-                           #       --features python && cp target/release/lib_core.so \\
-                           #       python/cs336/_core.abi3.so
+    PYO3_BUILD_EXTENSION_MODULE=1 cargo build --release --features python
+    cp target/release/lib_core.so python/cs336/_core.abi3.so
     PYTHONPATH=python python benchmarks/bench_encode.py [--repeats 5] [--threads 2]
     PYTHONPATH=python python benchmarks/bench_encode.py --rss-mb 200   # streaming memory
 

@@ -574,10 +574,12 @@ impl EncodeStream {
         }
         self.buf.push_str(chunk);
         let Some(p) = enc.find_cut(&self.buf, self.searched, self.buf.len()) else {
+            // Positions up to here had all the text they need to be judged (a char after
+            // them and room for a special token); later ones are judged again next time.
             self.searched = self
                 .buf
                 .len()
-                .saturating_sub(enc.max_special_len.saturating_sub(1))
+                .saturating_sub(enc.max_special_len.max(1))
                 .max(self.searched);
             return Ok(());
         };

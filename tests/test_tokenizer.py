@@ -3,12 +3,14 @@ input, and the Rust encoder against ``reference_bpe.encode``."""
 
 from __future__ import annotations
 
+import doctest
 import itertools
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cs336.tokenizer
 from cs336 import Tokenizer, reference_bpe
 
 EOT = "<|endoftext|>"
@@ -46,6 +48,11 @@ def trained() -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], list[str]]:
 @pytest.fixture(scope="module")
 def small(trained) -> Tokenizer:
     return Tokenizer(*trained)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(cs336.tokenizer)
+    assert result.attempted > 5 and result.failed == 0
 
 
 # ---- construction

@@ -207,7 +207,7 @@ class Tokenizer:
         open text file), in constant memory: exactly ``encode("".join(iterable))``, whatever
         the chunk boundaries. Only the text after the last safe cut point is held back.
 
-        >>> tok = Tokenizer({i: bytes([i]) for i in range(256)}, [(b"a", b"b")])
+        >>> tok = Tokenizer({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")])
         >>> list(tok.encode_iterable(["a", "b"]))
         [256]
 
