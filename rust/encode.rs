@@ -47,6 +47,9 @@ pub struct Encoder {
     byte_ids: [u32; 256],
     /// `(left_id << 32) | right_id` -> packed `(rank, new_id)`.
     merges: FxHashMap<u64, PackedMerge>,
+    /// The merge of each pair of single bytes, at `left << 8 | right` (the first merges
+    /// of every pretoken are of byte pairs).
+    byte_pairs: Box<[PackedMerge]>,
     /// Bytes of every token, concatenated; token `id` is `bytes[spans[id].0..spans[id].1]`.
     bytes: Vec<u8>,
     /// `(start, end)` into `bytes`, or `None` for an id missing from the vocabulary.
@@ -135,6 +138,12 @@ impl Encoder {
                 .entry(pair)
                 .or_insert(((rank as u64) << 32) | new_id as u64);
         }
+        let byte_pairs = (0..1usize << 16)
+            .map(|i| {
+                let pair = pair_key(byte_ids[i >> 8], byte_ids[i & 0xff]);
+                merge_map.get(&pair).copied().unwrap_or(NO_MERGE)
+            })
+            .collect();
         let texts: Vec<&str> = special_tokens.iter().map(|(t, _)| t.as_str()).collect();
         let specials = SpecialTokens::new(&texts)?;
         for (text, id) in special_tokens {
@@ -147,6 +156,7 @@ impl Encoder {
         Ok(Encoder {
             byte_ids,
             merges: merge_map,
+            byte_pairs,
             bytes,
             spans,
             special_ids: special_tokens.iter().map(|&(_, id)| id).collect(),
@@ -230,8 +240,9 @@ impl Encoder {
         match piece {
             [b] => push_one(out, self.byte_ids[*b as usize]),
             [a, b] => {
+                let m = self.merge_of_bytes(*a, *b);
                 let (a, b) = (self.byte_ids[*a as usize], self.byte_ids[*b as usize]);
-                match self.merge_of(a, b) {
+                match m {
                     NO_MERGE => push(out, &[a, b]),
                     m => push_one(out, m as u32),
                 }
@@ -260,10 +271,7 @@ impl Encoder {
 
     /// Merge the bytes of one pretoken into `scratch.ids`.
     fn merge_piece(&self, piece: &[u8], scratch: &mut Scratch) {
-        scratch.ids.clear();
-        scratch
-            .ids
-            .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
+        self.start_merging(piece, scratch);
         if piece.len() <= SHORT_PIECE {
             self.merge_short(scratch);
         } else {
@@ -271,11 +279,26 @@ impl Encoder {
         }
     }
 
+    /// The byte tokens of `piece` in `scratch.ids`, and the merge of each adjacent pair in
+    /// `scratch.ranks` (from the dense byte-pair table: no hashing).
+    fn start_merging(&self, piece: &[u8], scratch: &mut Scratch) {
+        scratch.ids.clear();
+        scratch
+            .ids
+            .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
+        scratch.ranks.clear();
+        scratch
+            .ranks
+            .extend(piece.windows(2).map(|w| self.merge_of_bytes(w[0], w[1])));
+    }
+
+    fn merge_of_bytes(&self, left: u8, right: u8) -> PackedMerge {
+        self.byte_pairs[(left as usize) << 8 | right as usize]
+    }
+
     /// Merge by scanning the pair ranks for the minimum, once per merge.
     fn merge_short(&self, scratch: &mut Scratch) {
         let Scratch { ids, ranks, .. } = scratch;
-        ranks.clear();
-        ranks.extend(ids.windows(2).map(|w| self.merge_of(w[0], w[1])));
         // The leftmost pair with the lowest rank (`min_by_key` returns the first minimum).
         while let Some((i, &best)) = ranks.iter().enumerate().min_by_key(|&(_, r)| *r) {
             if best == NO_MERGE {
@@ -297,7 +320,10 @@ impl Encoder {
     /// Same order as [`Self::merge_short`]: lowest rank first, then leftmost.
     fn merge_long(&self, scratch: &mut Scratch) {
         let Scratch {
-            ids, next, heap, ..
+            ids,
+            ranks,
+            next,
+            heap,
         } = scratch;
         let n = ids.len();
         const END: u32 = u32::MAX;
@@ -307,8 +333,7 @@ impl Encoder {
         next.extend((1..=n as u32).map(|j| if j as usize == n { END } else { j }));
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         heap.clear();
-        for i in 0..n.saturating_sub(1) {
-            let m = self.merge_of(ids[i], ids[i + 1]);
+        for (i, &m) in ranks.iter().enumerate() {
             if m != NO_MERGE {
                 heap.push(Reverse((m, i as u32, ids[i + 1])));
             }
@@ -895,13 +920,10 @@ mod tests {
                 })
                 .collect();
             let mut short = Scratch::default();
-            short
-                .ids
-                .extend(piece.iter().map(|&b| enc.byte_ids[b as usize]));
+            enc.start_merging(&piece, &mut short);
             enc.merge_short(&mut short);
             let mut long = Scratch::default();
-            long.ids
-                .extend(piece.iter().map(|&b| enc.byte_ids[b as usize]));
+            enc.start_merging(&piece, &mut long);
             enc.merge_long(&mut long);
             assert_eq!(short.ids, long.ids, "{}", String::from_utf8_lossy(&piece));
         }
