@@ -114,6 +114,13 @@ impl Encoder {
             let slot = ids.entry(token).or_insert(*id);
             *slot = (*slot).max(*id);
         }
+        // A special token that is also an ordinary token (the same id, e.g. a word made
+        // special) can still be produced by merges; otherwise the ordinary token wins.
+        for (id, token) in vocab {
+            if is_special(*id) && !token.is_empty() {
+                ids.entry(token).or_insert(*id);
+            }
+        }
         let mut byte_ids = [0u32; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = *ids.get(&[b as u8][..]).ok_or_else(|| {

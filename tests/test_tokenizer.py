@@ -133,6 +133,18 @@ def test_longest_overlapping_special_token_wins(shared_data):
     assert tok.decode(ids) == f"a{EOT}{EOT}{EOT}b"
 
 
+def test_an_ordinary_token_made_special_keeps_its_id_and_merges(gpt2, shared_data):
+    tok = Tokenizer.from_files(
+        shared_data("gpt2/vocab.json"), shared_data("gpt2/merges.txt"), ["the", "\n"]
+    )
+    assert tok.special_token_ids == {"the": 1169, "\n": 198}
+    text = "the theater\n\nthe bathe"
+    ids = tok.encode(text)
+    assert ids == reference_bpe.encode(text, tok.vocab, tok.merges, tok.special_tokens)
+    assert ids[:4] == [1169, 220, 1169, 729]  # "the", " ", "the", "ater"
+    assert tok.decode(ids) == text
+
+
 def test_no_merge_crosses_a_special_token():
     tok = Tokenizer(BYTES | {256: b"ab"}, [(b"a", b"b")], ["<s>"])
     assert tok.encode("a<s>b") == [97, 257, 98]
