@@ -11,7 +11,9 @@ Texts: TinyStories + web mix valid + the multilingual set from ../shared/data (5
 writes token ids of the concatenated corpus to numpy (ours: ``encode_file`` -> .npy;
 tokie: ``encode_files``). Prints MB/s medians over ``--repeats`` runs, ratios, and whether
 the ids are identical to tiktoken's. ``--rss-mb N`` instead streams an N MB file through
-``encode_iterable`` in a subprocess and prints peak RSS as it goes.
+``encode_iterable`` in a subprocess and prints peak RSS as it goes. ``--mode file`` runs only
+one mode's cases (the others, run before in the same process, change the results: see
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -122,19 +124,24 @@ def bench(args: argparse.Namespace) -> None:
         lambda: tk.encode_files([str(corpus)]),
         lambda result: result[0].tolist() == flat_ref,
     )
-    # Rounds over all cases, so that load from other processes hits every library alike.
+    # Rounds over all cases, so that load from other processes hits every library alike; the
+    # order rotates each round, and a pause before each case lets the previous library's
+    # worker threads go idle (rayon's spin before sleeping) on this 2-core machine.
     times: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     rows: dict[str, dict[str, float]] = collections.defaultdict(dict)
     same: dict[str, dict[str, bool]] = collections.defaultdict(dict)
+    keys = [k for k in cases if not args.mode or k[0] == args.mode]
     for round_ in range(args.repeats):
-        for key, (_mb, fn, check) in cases.items():
+        for key in keys[round_ % len(keys) :] + keys[: round_ % len(keys)]:
+            _mb, fn, check = cases[key]
+            time.sleep(0.1)
             start = time.perf_counter()
             result = fn()
             times[key].append(time.perf_counter() - start)
             if round_ == 0:
                 same[key[0]][key[1]] = check(result)
-    for (mode, name), (mb, _fn, _check) in cases.items():
-        rows[mode][name] = mb / statistics.median(times[mode, name])
+    for mode, name in keys:
+        rows[mode][name] = cases[mode, name][0] / statistics.median(times[mode, name])
 
     print(f"\n{'MB/s (median)':<14}" + "".join(f"{n:>13}" for n in single))
     for mode, row in rows.items():
@@ -206,6 +213,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-mb", type=int, default=0, help="streaming memory run instead")
+    parser.add_argument(
+        "--mode", choices=["single", "batched", "file"], help="run only this mode's cases"
+    )
     args = parser.parse_args()
     # Thread pools of the peers (rayon in tokenizers / tokie) read this at startup.
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
