@@ -465,8 +465,8 @@ impl Encoder {
         };
         let mut reader = File::open(input).map_err(|e| Error::io(input, e))?;
         let tmp = TempFile::new(output)?;
-        let file = File::create(&tmp.path).map_err(|e| Error::io(&tmp.path, e))?;
-        let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(&tmp.path, e))?;
+        let file = File::create(&tmp.path).map_err(|e| Error::io(output, e))?;
+        let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(output, e))?;
         let block = FILE_BLOCK;
         let caches = ThreadCaches::new();
         let base = rayon::current_num_threads().max(1) * FILE_JOBS_PER_THREAD * block;
@@ -511,7 +511,7 @@ impl Encoder {
                 .map(|piece| caches.encode(self, piece))
                 .collect::<Result<_>>()?;
             for chunk in &ids {
-                npy.write(chunk).map_err(|e| Error::io(&tmp.path, e))?;
+                npy.write(chunk).map_err(|e| Error::io(output, e))?;
             }
             done += consumed as u64;
             progress(done)?;
@@ -519,7 +519,7 @@ impl Encoder {
             want = base;
         }
         let tokens = npy.len();
-        npy.finish().map_err(|e| Error::io(&tmp.path, e))?;
+        npy.finish().map_err(|e| Error::io(output, e))?;
         tmp.persist(output)?;
         Ok(FileStats {
             bytes: done,

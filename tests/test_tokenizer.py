@@ -357,7 +357,7 @@ def test_encode_file_bad_paths(gpt2, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         gpt2.encode_file(tmp_path / "missing.txt", tmp_path / "ids.npy")
     src = write(tmp_path / "in.txt", "hello")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no/dir/ids\.npy"):
         gpt2.encode_file(src, tmp_path / "no" / "dir" / "ids.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
