@@ -35,8 +35,10 @@ const SHORT_PIECE: usize = 64;
 /// The cache is cleared when it holds this many pretokens, which bounds its memory.
 const CACHE_MAX_ENTRIES: usize = 1 << 18;
 
-/// Bytes of text per parallel job in [`Encoder::encode_file`].
-const FILE_BLOCK: usize = 1 << 20;
+/// Bytes of text per parallel job in [`Encoder::encode_file`] (small, for load balance)...
+const FILE_BLOCK: usize = 1 << 18;
+/// ...and jobs per thread per round of reading (large, so rounds are few).
+const FILE_JOBS_PER_THREAD: usize = 16;
 
 /// A byte-level BPE model, immutable after construction and shared across threads.
 #[derive(Debug)]
@@ -45,10 +47,13 @@ pub struct Encoder {
     byte_ids: [u32; 256],
     /// `(left_id << 32) | right_id` -> packed `(rank, new_id)`.
     merges: FxHashMap<u64, PackedMerge>,
+    /// The merge of each pair of single bytes, at `left << 8 | right` (the first merges
+    /// of every pretoken are of byte pairs).
+    byte_pairs: Box<[PackedMerge]>,
     /// Bytes of every token, concatenated; token `id` is `bytes[spans[id].0..spans[id].1]`.
     bytes: Vec<u8>,
     /// `(start, end)` into `bytes`, or `None` for an id missing from the vocabulary.
-    spans: Vec<Option<(usize, usize)>>,
+    spans: Vec<Option<(u64, u64)>>,
     specials: SpecialTokens,
     special_ids: Vec<u32>,
     /// Length in bytes of the longest special token (0 when there is none).
@@ -76,10 +81,18 @@ impl Encoder {
     ) -> Result<Self> {
         let size = vocab
             .iter()
-            .map(|&(id, _)| id as usize + 1)
+            .map(|&(id, _)| id)
             .max()
-            .unwrap_or(0);
-        let mut spans = vec![None; size];
+            .map_or(0, |id| id as usize + 1);
+        if size > MULTI as usize {
+            return Err(Error::BadModel(format!(
+                "token id {} is not below 2^31",
+                size - 1
+            )));
+        }
+        let mut spans = Vec::new();
+        try_reserve(&mut spans, size)?;
+        spans.resize(size, None);
         let mut bytes = Vec::new();
         let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
         let is_special = |id: u32| special_tokens.iter().any(|&(_, s)| s == id);
@@ -87,7 +100,8 @@ impl Encoder {
             if spans[*id as usize].is_some() {
                 return Err(Error::BadModel(format!("token id {id} is given twice")));
             }
-            spans[*id as usize] = Some((bytes.len(), bytes.len() + token.len()));
+            let start = bytes.len() as u64;
+            spans[*id as usize] = Some((start, start + token.len() as u64));
             bytes.extend_from_slice(token);
             if is_special(*id) {
                 continue;
@@ -99,6 +113,13 @@ impl Encoder {
             // different merges): encoding produces the larger id, as the reference does.
             let slot = ids.entry(token).or_insert(*id);
             *slot = (*slot).max(*id);
+        }
+        // A special token that is also an ordinary token (the same id, e.g. a word made
+        // special) can still be produced by merges; otherwise the ordinary token wins.
+        for (id, token) in vocab {
+            if is_special(*id) && !token.is_empty() {
+                ids.entry(token).or_insert(*id);
+            }
         }
         let mut byte_ids = [0u32; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
@@ -124,6 +145,12 @@ impl Encoder {
                 .entry(pair)
                 .or_insert(((rank as u64) << 32) | new_id as u64);
         }
+        let byte_pairs = (0..1usize << 16)
+            .map(|i| {
+                let pair = pair_key(byte_ids[i >> 8], byte_ids[i & 0xff]);
+                merge_map.get(&pair).copied().unwrap_or(NO_MERGE)
+            })
+            .collect();
         let texts: Vec<&str> = special_tokens.iter().map(|(t, _)| t.as_str()).collect();
         let specials = SpecialTokens::new(&texts)?;
         for (text, id) in special_tokens {
@@ -136,6 +163,7 @@ impl Encoder {
         Ok(Encoder {
             byte_ids,
             merges: merge_map,
+            byte_pairs,
             bytes,
             spans,
             special_ids: special_tokens.iter().map(|&(_, id)| id).collect(),
@@ -155,19 +183,18 @@ impl Encoder {
     /// Token ids of `text`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::new();
+        // About 4 bytes per token in English: usually one allocation.
+        try_reserve(&mut out, text.len() / 4)?;
         self.encode_into(text, &mut Cache::default(), &mut out)?;
         Ok(out)
     }
 
     /// Token ids of each text, encoded in parallel on the current rayon pool.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        let caches = ThreadCaches::new();
         texts
             .par_iter()
-            .map_init(Cache::default, |cache, text| {
-                let mut out = Vec::new();
-                self.encode_into(text.as_ref(), cache, &mut out)?;
-                Ok(out)
-            })
+            .map(|text| caches.encode(self, text.as_ref()))
             .collect()
     }
 
@@ -179,7 +206,7 @@ impl Encoder {
                 return;
             }
             result = match segment {
-                Segment::Special(i) => push(out, &[self.special_ids[i]]),
+                Segment::Special(i) => push_one(out, self.special_ids[i]),
                 Segment::Text(piece) => self.encode_ordinary(piece, cache, out),
             };
         });
@@ -190,37 +217,54 @@ impl Encoder {
     fn encode_ordinary(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) -> Result<()> {
         let mut result = Ok(());
         let mut scratch = Scratch::default();
+        let bytes = text.as_bytes();
         self.pretokenizer.for_each(text, |pretoken| {
             if result.is_ok() {
-                result = self.encode_pretoken(pretoken.as_bytes(), cache, &mut scratch, out);
+                let start = pretoken.as_ptr() as usize - bytes.as_ptr() as usize;
+                result = self.encode_pretoken(
+                    bytes,
+                    start,
+                    pretoken.as_bytes(),
+                    cache,
+                    &mut scratch,
+                    out,
+                );
             }
         })?;
         result
     }
 
+    /// Append the ids of `piece`, the pretoken at byte `start` of `text`.
     fn encode_pretoken(
         &self,
+        text: &[u8],
+        start: usize,
         piece: &[u8],
         cache: &mut Cache,
         scratch: &mut Scratch,
         out: &mut Vec<u32>,
     ) -> Result<()> {
         match piece {
-            [b] => push(out, &[self.byte_ids[*b as usize]]),
+            [b] => push_one(out, self.byte_ids[*b as usize]),
             [a, b] => {
+                let m = self.merge_of_bytes(*a, *b);
                 let (a, b) = (self.byte_ids[*a as usize], self.byte_ids[*b as usize]);
-                match self.merge_of(a, b) {
+                match m {
                     NO_MERGE => push(out, &[a, b]),
-                    m => push(out, &[m as u32]),
+                    m => push_one(out, m as u32),
                 }
             }
             _ => {
-                if let Some(ids) = cache.get(piece) {
-                    return push(out, ids);
+                let key = Key::new(text, start, piece);
+                if cache.extend(key, out)? {
+                    return Ok(());
                 }
                 self.merge_piece(piece, scratch);
                 push(out, &scratch.ids)?;
-                cache.insert(piece, &scratch.ids)
+                if cache.len() >= CACHE_MAX_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(key, &scratch.ids)
             }
         }
     }
@@ -234,10 +278,7 @@ impl Encoder {
 
     /// Merge the bytes of one pretoken into `scratch.ids`.
     fn merge_piece(&self, piece: &[u8], scratch: &mut Scratch) {
-        scratch.ids.clear();
-        scratch
-            .ids
-            .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
+        self.start_merging(piece, scratch);
         if piece.len() <= SHORT_PIECE {
             self.merge_short(scratch);
         } else {
@@ -245,16 +286,28 @@ impl Encoder {
         }
     }
 
+    /// The byte tokens of `piece` in `scratch.ids`, and the merge of each adjacent pair in
+    /// `scratch.ranks` (from the dense byte-pair table: no hashing).
+    fn start_merging(&self, piece: &[u8], scratch: &mut Scratch) {
+        scratch.ids.clear();
+        scratch
+            .ids
+            .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
+        scratch.ranks.clear();
+        scratch
+            .ranks
+            .extend(piece.windows(2).map(|w| self.merge_of_bytes(w[0], w[1])));
+    }
+
+    fn merge_of_bytes(&self, left: u8, right: u8) -> PackedMerge {
+        self.byte_pairs[(left as usize) << 8 | right as usize]
+    }
+
     /// Merge by scanning the pair ranks for the minimum, once per merge.
     fn merge_short(&self, scratch: &mut Scratch) {
         let Scratch { ids, ranks, .. } = scratch;
-        ranks.clear();
-        ranks.extend(ids.windows(2).map(|w| self.merge_of(w[0], w[1])));
-        loop {
-            // The leftmost pair with the lowest rank.
-            let Some((i, &best)) = ranks.iter().enumerate().min_by_key(|&(_, r)| *r) else {
-                break;
-            };
+        // The leftmost pair with the lowest rank (`min_by_key` returns the first minimum).
+        while let Some((i, &best)) = ranks.iter().enumerate().min_by_key(|&(_, r)| *r) {
             if best == NO_MERGE {
                 break;
             }
@@ -274,7 +327,10 @@ impl Encoder {
     /// Same order as [`Self::merge_short`]: lowest rank first, then leftmost.
     fn merge_long(&self, scratch: &mut Scratch) {
         let Scratch {
-            ids, next, heap, ..
+            ids,
+            ranks,
+            next,
+            heap,
         } = scratch;
         let n = ids.len();
         const END: u32 = u32::MAX;
@@ -284,8 +340,7 @@ impl Encoder {
         next.extend((1..=n as u32).map(|j| if j as usize == n { END } else { j }));
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         heap.clear();
-        for i in 0..n.saturating_sub(1) {
-            let m = self.merge_of(ids[i], ids[i + 1]);
+        for (i, &m) in ranks.iter().enumerate() {
             if m != NO_MERGE {
                 heap.push(Reverse((m, i as u32, ids[i + 1])));
             }
@@ -376,7 +431,7 @@ impl Encoder {
             c1.is_whitespace()
                 && c1 != ' '
                 && !c2.is_whitespace()
-                && back.next().is_none_or(|c0| !c0.is_whitespace())
+                && !back.next().is_some_and(char::is_whitespace)
         };
         pretoken_ends && !self.special_straddles(text.as_bytes(), p)
     }
@@ -410,10 +465,11 @@ impl Encoder {
         };
         let mut reader = File::open(input).map_err(|e| Error::io(input, e))?;
         let tmp = TempFile::new(output)?;
-        let file = File::create(&tmp.path).map_err(|e| Error::io(&tmp.path, e))?;
-        let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(&tmp.path, e))?;
+        let file = File::create(&tmp.path).map_err(|e| Error::io(output, e))?;
+        let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(output, e))?;
         let block = FILE_BLOCK;
-        let base = rayon::current_num_threads().max(1) * 4 * block;
+        let caches = ThreadCaches::new();
+        let base = rayon::current_num_threads().max(1) * FILE_JOBS_PER_THREAD * block;
         let mut want = base;
         let mut buf: Vec<u8> = Vec::new();
         let mut done: u64 = 0;
@@ -452,14 +508,10 @@ impl Encoder {
             }
             let ids: Vec<Vec<u32>> = pieces
                 .par_iter()
-                .map_init(Cache::default, |cache, piece| {
-                    let mut out = Vec::new();
-                    self.encode_into(piece, cache, &mut out)?;
-                    Ok(out)
-                })
+                .map(|piece| caches.encode(self, piece))
                 .collect::<Result<_>>()?;
             for chunk in &ids {
-                npy.write(chunk).map_err(|e| Error::io(&tmp.path, e))?;
+                npy.write(chunk).map_err(|e| Error::io(output, e))?;
             }
             done += consumed as u64;
             progress(done)?;
@@ -467,7 +519,7 @@ impl Encoder {
             want = base;
         }
         let tokens = npy.len();
-        npy.finish().map_err(|e| Error::io(&tmp.path, e))?;
+        npy.finish().map_err(|e| Error::io(output, e))?;
         tmp.persist(output)?;
         Ok(FileStats {
             bytes: done,
@@ -523,7 +575,7 @@ impl Encoder {
                         id,
                         vocab_size: self.vocab_size(),
                     })?;
-            let token = &self.bytes[start..end];
+            let token = &self.bytes[start as usize..end as usize];
             if out.capacity() - out.len() < token.len() {
                 let extra = out.len().max(token.len());
                 try_reserve(&mut out, extra)?;
@@ -554,10 +606,12 @@ impl EncodeStream {
         }
         self.buf.push_str(chunk);
         let Some(p) = enc.find_cut(&self.buf, self.searched, self.buf.len()) else {
+            // Positions up to here had all the text they need to be judged (a char after
+            // them and room for a special token); later ones are judged again next time.
             self.searched = self
                 .buf
                 .len()
-                .saturating_sub(enc.max_special_len.saturating_sub(1))
+                .saturating_sub(enc.max_special_len.max(1))
                 .max(self.searched);
             return Ok(());
         };
@@ -575,31 +629,143 @@ impl EncodeStream {
     }
 }
 
-/// Ids of pretokens already encoded (those of 3 bytes or more).
+/// Ids of pretokens already encoded (those of 3 bytes or more). Pretokens of at most 15
+/// bytes, nearly all of them in real text, are keyed inline by their bytes and length
+/// (no pointer to follow, no `memcmp`; up to 7 bytes in a `u64`, so that table stays
+/// small and in cache); longer ones by their boxed bytes.
 #[derive(Debug, Default)]
 pub struct Cache {
-    map: FxHashMap<Box<[u8]>, (u32, u32)>,
+    tiny: FxHashMap<u64, CachedIds>,
+    short: FxHashMap<u128, CachedIds>,
+    long: FxHashMap<Box<[u8]>, CachedIds>,
+    /// `(start, len)` in `ids` of the entries that encode to more than one token.
+    multi: Vec<(u32, u32)>,
     ids: Vec<u32>,
 }
 
+/// A single token id, or `MULTI | i` for `Cache::multi[i]` (ids are below 2^31).
+type CachedIds = u32;
+const MULTI: u32 = 1 << 31;
+
+/// A cache key: a pretoken's bytes and length packed into an integer when they fit.
+#[derive(Debug, Clone, Copy)]
+enum Key<'p> {
+    Tiny(u64),
+    Short(u128),
+    Long(&'p [u8]),
+}
+
+impl<'p> Key<'p> {
+    /// The key of `piece`, which starts at byte `start` of `text`. The bytes are loaded as
+    /// one word from `text` when it extends far enough, and masked to the piece.
+    fn new(text: &[u8], start: usize, piece: &'p [u8]) -> Self {
+        let len = piece.len();
+        if len <= 7 {
+            let mut buf = [0u8; 8];
+            match text.get(start..start + 8) {
+                Some(word) => buf.copy_from_slice(word),
+                None => buf[..len].copy_from_slice(piece),
+            }
+            let bytes = u64::from_le_bytes(buf) & ((1u64 << (8 * len)) - 1);
+            Key::Tiny(bytes | (len as u64) << 56)
+        } else if len <= 15 {
+            let mut buf = [0u8; 16];
+            match text.get(start..start + 16) {
+                Some(word) => buf.copy_from_slice(word),
+                None => buf[..len].copy_from_slice(piece),
+            }
+            let bytes = u128::from_le_bytes(buf) & ((1u128 << (8 * len)) - 1);
+            Key::Short(bytes | (len as u128) << 120)
+        } else {
+            Key::Long(piece)
+        }
+    }
+}
+
 impl Cache {
-    fn get(&self, piece: &[u8]) -> Option<&[u32]> {
-        let &(start, len) = self.map.get(piece)?;
-        Some(&self.ids[start as usize..(start + len) as usize])
+    fn len(&self) -> usize {
+        self.tiny.len() + self.short.len() + self.long.len()
     }
 
-    fn insert(&mut self, piece: &[u8], ids: &[u32]) -> Result<()> {
-        if self.map.len() >= CACHE_MAX_ENTRIES || self.ids.len() + ids.len() > u32::MAX as usize {
-            self.map.clear();
-            self.ids.clear();
+    fn clear(&mut self) {
+        self.tiny.clear();
+        self.short.clear();
+        self.long.clear();
+        self.multi.clear();
+        self.ids.clear();
+    }
+
+    /// Append the cached ids of `key` to `out`; false when it is not cached.
+    fn extend(&self, key: Key<'_>, out: &mut Vec<u32>) -> Result<bool> {
+        let found = match key {
+            Key::Tiny(k) => self.tiny.get(&k),
+            Key::Short(k) => self.short.get(&k),
+            Key::Long(piece) => self.long.get(piece),
+        };
+        match found {
+            None => Ok(false),
+            Some(&v) if v & MULTI == 0 => push_one(out, v).map(|()| true),
+            Some(&v) => {
+                let (start, len) = self.multi[(v & !MULTI) as usize];
+                let ids = &self.ids[start as usize..(start + len) as usize];
+                push(out, ids).map(|()| true)
+            }
         }
-        self.map.try_reserve(1).map_err(|_| Error::OutOfMemory {
-            bytes: piece.len() + 8,
-        })?;
-        let start = self.ids.len() as u32;
-        push(&mut self.ids, ids)?;
-        self.map.insert(piece.into(), (start, ids.len() as u32));
+    }
+
+    fn insert(&mut self, key: Key<'_>, ids: &[u32]) -> Result<()> {
+        if self.ids.len() + ids.len() > u32::MAX as usize || self.multi.len() >= MULTI as usize {
+            self.clear();
+        }
+        let value = if let [id] = ids {
+            *id
+        } else {
+            let start = self.ids.len() as u32;
+            push(&mut self.ids, ids)?;
+            try_reserve(&mut self.multi, 1)?;
+            self.multi.push((start, ids.len() as u32));
+            MULTI | (self.multi.len() - 1) as u32
+        };
+        let oom = |_| Error::OutOfMemory { bytes: 64 };
+        match key {
+            Key::Tiny(k) => {
+                self.tiny.try_reserve(1).map_err(oom)?;
+                self.tiny.insert(k, value);
+            }
+            Key::Short(k) => {
+                self.short.try_reserve(1).map_err(oom)?;
+                self.short.insert(k, value);
+            }
+            Key::Long(piece) => {
+                self.long.try_reserve(1).map_err(oom)?;
+                self.long.insert(piece.into(), value);
+            }
+        }
         Ok(())
+    }
+}
+
+/// One [`Cache`] per thread of the current rayon pool, kept for a whole parallel call so
+/// that each thread's cache warms up once, not once per work item.
+struct ThreadCaches(Vec<std::sync::Mutex<Cache>>);
+
+impl ThreadCaches {
+    fn new() -> Self {
+        ThreadCaches(
+            (0..rayon::current_num_threads().max(1))
+                .map(|_| Default::default())
+                .collect(),
+        )
+    }
+
+    /// Encode `text` with the calling thread's cache (uncontended: one lock per thread).
+    fn encode(&self, encoder: &Encoder, text: &str) -> Result<Vec<u32>> {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.0.len();
+        let mut cache = self.0[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        try_reserve(&mut out, text.len() / 4)?;
+        encoder.encode_into(text, &mut cache, &mut out)?;
+        Ok(out)
     }
 }
 
@@ -610,6 +776,16 @@ struct Scratch {
     ranks: Vec<PackedMerge>,
     next: Vec<u32>,
     heap: BinaryHeap<Reverse<(PackedMerge, u32, u32)>>,
+}
+
+/// Append `id`, growing `out` fallibly.
+#[inline]
+fn push_one(out: &mut Vec<u32>, id: u32) -> Result<()> {
+    if out.len() == out.capacity() {
+        try_reserve(out, out.len().max(64))?;
+    }
+    out.push(id);
+    Ok(())
 }
 
 /// Append `ids`, growing `out` fallibly.
@@ -686,5 +862,167 @@ impl Drop for TempFile {
         if !self.done {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes, then `merges` (each creating the next id), then `specials`.
+    fn model(merges: &[(&str, &str)], specials: &[&str]) -> Encoder {
+        let mut vocab: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
+        let merges: Vec<(Vec<u8>, Vec<u8>)> = merges
+            .iter()
+            .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
+            .collect();
+        for (a, b) in &merges {
+            vocab.push((vocab.len() as u32, [a.as_slice(), b.as_slice()].concat()));
+        }
+        let specials: Vec<(String, u32)> = specials
+            .iter()
+            .map(|s| {
+                vocab.push((vocab.len() as u32, s.as_bytes().to_vec()));
+                (s.to_string(), vocab.len() as u32 - 1)
+            })
+            .collect();
+        Encoder::new(&vocab, &merges, &specials).unwrap()
+    }
+
+    fn letters_model() -> Encoder {
+        model(
+            &[
+                ("a", "a"),
+                ("b", "a"),
+                ("aa", "a"),
+                ("aa", "aa"),
+                ("a", "b"),
+                ("ba", "aa"),
+            ],
+            &["<s>", "<s><s>"],
+        )
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift64).
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn heap_and_scan_merge_loops_agree() {
+        let enc = letters_model();
+        let mut rng = 0x9e3779b97f4a7c15;
+        for _ in 0..500 {
+            let len = 2 + (xorshift(&mut rng) % 300) as usize;
+            let piece: Vec<u8> = (0..len)
+                .map(|_| {
+                    if xorshift(&mut rng) % 3 == 0 {
+                        b'b'
+                    } else {
+                        b'a'
+                    }
+                })
+                .collect();
+            let mut short = Scratch::default();
+            enc.start_merging(&piece, &mut short);
+            enc.merge_short(&mut short);
+            let mut long = Scratch::default();
+            enc.start_merging(&piece, &mut long);
+            enc.merge_long(&mut long);
+            assert_eq!(short.ids, long.ids, "{}", String::from_utf8_lossy(&piece));
+        }
+    }
+
+    #[test]
+    fn merges_apply_by_rank_within_pretokens() {
+        let enc = letters_model();
+        // "aaaa": (a,a) twice, then (aa,aa) -> one token; " aaa" stays apart (space).
+        assert_eq!(enc.encode("aaaa").unwrap(), [259]);
+        assert_eq!(enc.encode("aaa aa").unwrap(), [258, 32, 256]);
+        assert_eq!(enc.encode("a<s><s>b<s>").unwrap(), [97, 263, 98, 262]);
+        assert_eq!(enc.decode_bytes(&[258, 263]).unwrap(), b"aaa<s><s>");
+        assert!(matches!(
+            enc.decode_bytes(&[264]),
+            Err(Error::UnknownTokenId {
+                id: 264,
+                vocab_size: 264
+            })
+        ));
+    }
+
+    #[test]
+    fn every_cut_found_encodes_like_the_whole() {
+        let enc = letters_model();
+        let texts = [
+            "ab aab, 12 ab'll\n\nx\t y  \u{85}z \u{2028} é日本 a<s>b <s><s>\r\n",
+            "a1b2!!a  \n a\x0b\x0cb 'ab' ''s",
+        ];
+        for text in texts {
+            let whole = enc.encode(text).unwrap();
+            let mut cuts = 0;
+            for p in 1..text.len() {
+                if text.is_char_boundary(p) && enc.find_cut(text, p - 1, p) == Some(p) {
+                    cuts += 1;
+                    let mut parts = enc.encode(&text[..p]).unwrap();
+                    parts.extend(enc.encode(&text[p..]).unwrap());
+                    assert_eq!(parts, whole, "cut at {p} in {text:?}");
+                }
+            }
+            assert!(cuts > 5, "too few cuts in {text:?}");
+        }
+    }
+
+    #[test]
+    fn no_cut_inside_a_special_token_or_a_whitespace_run() {
+        let enc = letters_model();
+        let text = "ab<s>ab";
+        for p in 3..5 {
+            assert!(!enc.is_cut(text, p), "cut at {p}");
+        }
+        assert!(!enc.is_cut("a \n b", 3));
+        assert!(!enc.is_cut("a'b", 2));
+    }
+
+    #[test]
+    fn stream_equals_encode_for_any_chunking() {
+        let enc = letters_model();
+        let text = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
+        let whole = enc.encode(text).unwrap();
+        for size in 1..8 {
+            let mut stream = EncodeStream::default();
+            let mut out = Vec::new();
+            let chars: Vec<char> = text.chars().collect();
+            for chunk in chars.chunks(size) {
+                let chunk: String = chunk.iter().collect();
+                stream.feed(&enc, &chunk, &mut out).unwrap();
+            }
+            stream.finish(&enc, &mut out).unwrap();
+            assert_eq!(out, whole, "chunks of {size} chars");
+        }
+    }
+
+    #[test]
+    fn bad_models_are_errors() {
+        let bytes: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
+        let missing_byte = &bytes[1..];
+        assert!(
+            matches!(Encoder::new(missing_byte, &[], &[]), Err(Error::BadModel(m)) if m.contains("0x00"))
+        );
+        let merge = [(b"a".to_vec(), b"b".to_vec())];
+        assert!(
+            matches!(Encoder::new(&bytes, &merge, &[]), Err(Error::BadModel(m)) if m.contains("merge 0"))
+        );
+        let special = [("<s>".to_string(), 300)];
+        assert!(
+            matches!(Encoder::new(&bytes, &[], &special), Err(Error::BadModel(m)) if m.contains("300"))
+        );
+        let huge = [(1u32 << 31, b"x".to_vec())];
+        assert!(matches!(
+            Encoder::new(&huge, &[], &[]),
+            Err(Error::BadModel(_))
+        ));
     }
 }

@@ -3,12 +3,14 @@ input, and the Rust encoder against ``reference_bpe.encode``."""
 
 from __future__ import annotations
 
+import doctest
 import itertools
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cs336.tokenizer
 from cs336 import Tokenizer, reference_bpe
 
 EOT = "<|endoftext|>"
@@ -46,6 +48,11 @@ def trained() -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], list[str]]:
 @pytest.fixture(scope="module")
 def small(trained) -> Tokenizer:
     return Tokenizer(*trained)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(cs336.tokenizer)
+    assert result.attempted > 5 and result.failed == 0
 
 
 # ---- construction
@@ -124,6 +131,18 @@ def test_longest_overlapping_special_token_wins(shared_data):
     ids = tok.encode(f"a{EOT}{EOT}{EOT}b")
     assert ids == [64, tok.special_token_ids[double], 50256, 65]
     assert tok.decode(ids) == f"a{EOT}{EOT}{EOT}b"
+
+
+def test_an_ordinary_token_made_special_keeps_its_id_and_merges(gpt2, shared_data):
+    tok = Tokenizer.from_files(
+        shared_data("gpt2/vocab.json"), shared_data("gpt2/merges.txt"), ["the", "\n"]
+    )
+    assert tok.special_token_ids == {"the": 1169, "\n": 198}
+    text = "the theater\n\nthe bathe"
+    ids = tok.encode(text)
+    assert ids == reference_bpe.encode(text, tok.vocab, tok.merges, tok.special_tokens)
+    assert ids[:4] == [1169, 220, 1169, 729]  # "the", " ", "the", "ater"
+    assert tok.decode(ids) == text
 
 
 def test_no_merge_crosses_a_special_token():
@@ -338,7 +357,7 @@ def test_encode_file_bad_paths(gpt2, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         gpt2.encode_file(tmp_path / "missing.txt", tmp_path / "ids.npy")
     src = write(tmp_path / "in.txt", "hello")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no/dir/ids\.npy"):
         gpt2.encode_file(src, tmp_path / "no" / "dir" / "ids.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 

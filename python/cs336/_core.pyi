@@ -80,7 +80,9 @@ class Encoder:
         """One more than the largest token id."""
 
     def encode(self, text: str) -> list[int]: ...
-    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]: ...
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
+        """``[encode(t) for t in texts]`` in parallel."""
+
     def stream(self) -> EncodeStream:
         """A new incremental encoder over chunks of text."""
 
@@ -102,7 +104,8 @@ class EncodeStream:
     concatenation."""
 
     def feed(self, chunk: str) -> list[int]:
-        """Add ``chunk``; returns the ids of the text now known to encode on its own."""
+        """Add ``chunk``; returns the ids (as ``Encoder.encode``) of the text now known to
+        encode on its own."""
 
     def finish(self) -> list[int]:
         """The input has ended: returns the ids of the rest."""

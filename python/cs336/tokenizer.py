@@ -82,8 +82,8 @@ class Tokenizer:
         for token_id, token in vocab.items():
             if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
                 raise ValueError(f"vocab id {token_id!r} is not an integer >= 0")
-            if token_id >= 2**32 - 1:
-                raise ValueError(f"vocab id {token_id} does not fit in 32 bits")
+            if token_id >= 2**31:
+                raise ValueError(f"vocab id {token_id} is not below 2**31")
             if not isinstance(token, bytes):
                 raise TypeError(f"vocab[{token_id}] must be bytes, got {type(token).__name__}")
         merges = [_check_merge(i, pair) for i, pair in enumerate(merges)]
@@ -207,7 +207,7 @@ class Tokenizer:
         open text file), in constant memory: exactly ``encode("".join(iterable))``, whatever
         the chunk boundaries. Only the text after the last safe cut point is held back.
 
-        >>> tok = Tokenizer({i: bytes([i]) for i in range(256)}, [(b"a", b"b")])
+        >>> tok = Tokenizer({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")])
         >>> list(tok.encode_iterable(["a", "b"]))
         [256]
 

@@ -3,9 +3,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
 use crate::encode;
 use crate::error::Error;
@@ -16,10 +17,49 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// Python ints `0..n`, made once per model: lists of token ids share them instead of
+/// allocating an int object per token (which costs as much as encoding).
+fn make_ints(py: Python<'_>, n: usize) -> PyResult<Arc<[Py<PyAny>]>> {
+    (0..n as u64)
+        .map(|i| Ok(i.into_pyobject(py)?.into_any().unbind()))
+        .collect()
+}
+
+/// A new list holding `items` (owned references, moved in).
+fn new_list<'py>(
+    py: Python<'py>,
+    items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let len = items.len();
+    // SAFETY: `PyList_New` returns a new reference, or NULL with a MemoryError set, which
+    // `from_owned_ptr_or_err` returns as the error (PyO3's own list constructors panic
+    // there instead). Each slot `i < len` is then set exactly once to an owned reference,
+    // which `PyList_SetItem` steals (it cannot fail for an index in range); nothing else
+    // sees the list before it is complete.
+    unsafe {
+        let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len as ffi::Py_ssize_t))?;
+        for (i, item) in items.take(len).enumerate() {
+            ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
+        }
+        Ok(list.cast_into_unchecked())
+    }
+}
+
+/// The list of `ids`, made of the shared `ints` (every id is below their number: the
+/// encoder only produces ids of its vocabulary).
+fn ids_to_list<'py>(
+    py: Python<'py>,
+    ids: &[u32],
+    ints: &[Py<PyAny>],
+) -> PyResult<Bound<'py, PyList>> {
+    new_list(py, ids.iter().map(|&id| ints[id as usize].bind(py).clone()))
+}
+
 /// The compiled BPE model behind `cs336.Tokenizer` (immutable; safe to share).
 #[pyclass(frozen, module = "cs336._core")]
 struct Encoder {
     inner: Arc<encode::Encoder>,
+    ints: Arc<[Py<PyAny>]>,
 }
 
 /// Run `f` on a rayon pool of `num_threads` threads (the global pool when `None`).
@@ -53,8 +93,10 @@ impl Encoder {
             .map(|(a, b)| (a.to_vec(), b.to_vec()))
             .collect();
         let inner = py.detach(|| encode::Encoder::new(&vocab, &merges, &special_tokens))?;
+        let ints = make_ints(py, inner.vocab_size())?;
         Ok(Encoder {
             inner: Arc::new(inner),
+            ints,
         })
     }
 
@@ -65,23 +107,31 @@ impl Encoder {
 
     // ---- encode
 
-    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
-        Ok(py.detach(|| self.inner.encode(text))?)
+    fn encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode(text))?;
+        ids_to_list(py, &ids, &self.ints)
     }
 
     #[pyo3(signature = (texts, num_threads=None))]
-    fn encode_batch(
+    fn encode_batch<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         texts: Vec<PyBackedStr>,
         num_threads: Option<usize>,
-    ) -> PyResult<Vec<Vec<u32>>> {
-        Ok(py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??)
+    ) -> PyResult<Bound<'py, PyList>> {
+        let batch =
+            py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??;
+        let lists = batch
+            .iter()
+            .map(|ids| Ok(ids_to_list(py, ids, &self.ints)?.into_any()))
+            .collect::<PyResult<Vec<_>>>()?;
+        new_list(py, lists.into_iter())
     }
 
     fn stream(&self) -> EncodeStream {
         EncodeStream {
             encoder: Arc::clone(&self.inner),
+            ints: Arc::clone(&self.ints),
             state: Mutex::new(encode::EncodeStream::default()),
         }
     }
@@ -126,7 +176,10 @@ impl Encoder {
 
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = py.detach(|| self.inner.decode_bytes(&ids))?;
-        Ok(PyBytes::new(py, &bytes))
+        PyBytes::new_with(py, bytes.len(), |buf| {
+            buf.copy_from_slice(&bytes);
+            Ok(())
+        })
     }
 }
 
@@ -134,31 +187,32 @@ impl Encoder {
 #[pyclass(frozen, module = "cs336._core")]
 struct EncodeStream {
     encoder: Arc<encode::Encoder>,
+    ints: Arc<[Py<PyAny>]>,
     state: Mutex<encode::EncodeStream>,
 }
 
 impl EncodeStream {
-    fn with_state(
+    fn with_state<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         f: impl FnOnce(&mut encode::EncodeStream, &mut Vec<u32>) -> Result<(), Error> + Send,
-    ) -> PyResult<Vec<u32>> {
-        py.detach(|| {
+    ) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = Vec::new();
-            f(&mut state, &mut out)?;
-            Ok(out)
-        })
+            f(&mut state, &mut out).map(|()| out)
+        })?;
+        ids_to_list(py, &ids, &self.ints)
     }
 }
 
 #[pymethods]
 impl EncodeStream {
-    fn feed(&self, py: Python<'_>, chunk: &str) -> PyResult<Vec<u32>> {
+    fn feed<'py>(&self, py: Python<'py>, chunk: &str) -> PyResult<Bound<'py, PyList>> {
         self.with_state(py, |state, out| state.feed(&self.encoder, chunk, out))
     }
 
-    fn finish(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.with_state(py, |state, out| state.finish(&self.encoder, out))
     }
 }

@@ -1,0 +1,226 @@
+"""Encoding speed, GPT-2 vocabulary: cs336 vs tiktoken vs Hugging Face tokenizers vs tokie.
+
+    PYO3_BUILD_EXTENSION_MODULE=1 cargo build --release --features python
+    cp target/release/lib_core.so python/cs336/_core.abi3.so
+    PYTHONPATH=python python benchmarks/bench_encode.py [--repeats 5] [--threads 2]
+    PYTHONPATH=python python benchmarks/bench_encode.py --rss-mb 200   # streaming memory
+
+Texts: TinyStories + web mix valid + the multilingual set from ../shared/data (5.7 MB).
+"single" encodes each corpus as one string on one thread; "batched" encodes the documents
+(split on <|endoftext|>) with each library's batch API on ``--threads`` threads; "file"
+writes token ids of the concatenated corpus to numpy (ours: ``encode_file`` -> .npy;
+tokie: ``encode_files``). Prints MB/s medians over ``--repeats`` runs, ratios, and whether
+the ids are identical to tiktoken's. ``--rss-mb N`` instead streams an N MB file through
+``encode_iterable`` in a subprocess and prints peak RSS as it goes. ``--mode file`` runs only
+one mode's cases (the others, run before in the same process, change the results: see
+benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("CS336_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CORPORA = [
+    "tinystories/tinystories.txt",
+    "web/web_mix_valid.txt",
+    "multilingual/multilingual_mix.txt",
+]
+EOT = "<|endoftext|>"
+
+
+def read_corpus(relative: str) -> str:
+    path = DATA / relative
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    with gzip.open(path.with_name(path.name + ".gz"), "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def build_tokenizers(workdir: Path):
+    import tiktoken
+    import tokenizers
+    import tokie
+    from tokenizers import decoders, models, pre_tokenizers
+
+    from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format
+
+    vocab_path, merges_path = DATA / "gpt2" / "vocab.json", DATA / "gpt2" / "merges.txt"
+    ours = Tokenizer.from_files(vocab_path, merges_path, [EOT])
+    ranks = {t: i for i, t in gpt2_format.read_vocab(vocab_path).items() if i != 50256}
+    tik = tiktoken.Encoding(
+        "gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}
+    )
+    # Hugging Face's standard GPT-2 setup, built from the files (independent of our export).
+    hf = tokenizers.Tokenizer(models.BPE.from_file(str(vocab_path), str(merges_path)))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    hf.add_special_tokens([EOT])
+    hf_json = workdir / "tokenizer.json"
+    hf.save(str(hf_json))
+    tk = tokie.Tokenizer.from_json(str(hf_json))
+    return ours, tik, hf, tk
+
+
+def bench(args: argparse.Namespace) -> None:
+    texts = [read_corpus(c) for c in CORPORA]
+    docs = [d for t in texts for d in t.split(EOT) if d]
+    total_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    docs_mb = sum(len(d.encode("utf-8")) for d in docs) / 1e6
+    workdir = Path(tempfile.mkdtemp(prefix="bench_encode."))
+    ours, tik, hf, tk = build_tokenizers(workdir)
+    print(
+        f"{total_mb:.2f} MB of text ({len(docs)} documents), {args.repeats} repeats, "
+        f"batched on {args.threads} threads, machine: {os.cpu_count()} cores"
+    )
+
+    reference = [tik.encode(t, allowed_special="all") for t in texts]
+    ref_docs = tik.encode_batch(docs, num_threads=args.threads, allowed_special="all")
+    single = {
+        "cs336": lambda t: ours.encode(t),
+        "tiktoken": lambda t: tik.encode(t, allowed_special="all"),
+        "huggingface": lambda t: hf.encode(t).ids,
+        "tokie": lambda t: list(tk.encode(t).ids),
+    }
+    batched = {
+        "cs336": lambda: ours.encode_batch(docs, num_threads=args.threads),
+        "tiktoken": lambda: tik.encode_batch(docs, num_threads=args.threads, allowed_special="all"),
+        "huggingface": lambda: [e.ids for e in hf.encode_batch(docs)],
+        "tokie": lambda: [list(e.ids) for e in tk.encode_batch(docs)],
+    }
+    import numpy as np
+
+    corpus = workdir / "corpus.txt"
+    corpus.write_text("".join(texts), encoding="utf-8")
+    out = workdir / "ids.npy"
+    flat_ref = tik.encode("".join(texts), allowed_special="all")
+    cases: dict[tuple[str, str], tuple[float, Callable[[], object], Callable[[object], bool]]] = {}
+    for name, fn in single.items():
+        cases["single", name] = (
+            total_mb,
+            lambda fn=fn: [fn(t) for t in texts],
+            lambda ids: ids == reference,
+        )
+    for name, fn in batched.items():
+        cases["batched", name] = (docs_mb, fn, lambda ids: ids == ref_docs)
+    cases["file", "cs336"] = (
+        total_mb,
+        lambda: ours.encode_file(corpus, out, num_threads=args.threads),
+        lambda _: np.load(out, mmap_mode="r").tolist() == flat_ref,
+    )
+    cases["file", "tokie"] = (
+        total_mb,
+        lambda: tk.encode_files([str(corpus)]),
+        lambda result: result[0].tolist() == flat_ref,
+    )
+    # Rounds over all cases, so that load from other processes hits every library alike; the
+    # order rotates each round, and a pause before each case lets the previous library's
+    # worker threads go idle (rayon's spin before sleeping) on this 2-core machine.
+    times: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    rows: dict[str, dict[str, float]] = collections.defaultdict(dict)
+    same: dict[str, dict[str, bool]] = collections.defaultdict(dict)
+    keys = [k for k in cases if not args.mode or k[0] == args.mode]
+    for round_ in range(args.repeats):
+        for key in keys[round_ % len(keys) :] + keys[: round_ % len(keys)]:
+            _mb, fn, check = cases[key]
+            time.sleep(0.1)
+            start = time.perf_counter()
+            result = fn()
+            times[key].append(time.perf_counter() - start)
+            if round_ == 0:
+                same[key[0]][key[1]] = check(result)
+    for mode, name in keys:
+        rows[mode][name] = cases[mode, name][0] / statistics.median(times[mode, name])
+
+    print(f"\n{'MB/s (median)':<14}" + "".join(f"{n:>13}" for n in single))
+    for mode, row in rows.items():
+        cells = "".join(
+            f"{row[n]:>11.1f}{'' if same[mode][n] else ' ≠':<2}" if n in row else f"{'-':>13}"
+            for n in single
+        )
+        print(f"{mode:<14}{cells}")
+    print("(≠: ids differ from tiktoken's)")
+    print("\nratios, cs336 / other:")
+    for mode, row in rows.items():
+        others = ", ".join(f"{n} {row['cs336'] / v:.2f}x" for n, v in row.items() if n != "cs336")
+        print(f"  {mode}: {others}")
+
+
+RSS_SCRIPT = """
+import collections, sys, time
+from cs336 import Tokenizer
+path, vocab, merges, step = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tok = Tokenizer.from_files(vocab, merges, ["<|endoftext|>"])
+
+def hwm_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+
+def chunks(f):
+    done, mark = 0, step
+    for line in f:
+        yield line
+        done += len(line)
+        if done >= mark:
+            print(f"{done / 1e6:8.0f} MB read  peak RSS {hwm_mb():7.1f} MB", flush=True)
+            mark += step
+
+start = time.perf_counter()
+with open(path, encoding="utf-8") as f:
+    n = sum(1 for _ in tok.encode_iterable(chunks(f)))
+print(f"{n} tokens in {time.perf_counter() - start:.1f} s, final peak RSS {hwm_mb():.1f} MB")
+"""
+
+
+def rss(args: argparse.Namespace) -> None:
+    """Stream a file of at least ``--rss-mb`` MB through encode_iterable in a subprocess."""
+    base = read_corpus("web/web_mix_train.txt")
+    path = Path(tempfile.mkdtemp(prefix="bench_rss.")) / "big.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        written = 0
+        while written < args.rss_mb * 1e6:
+            f.write(base)
+            written += len(base.encode("utf-8"))
+    print(f"streaming {path} ({written / 1e6:.0f} MB) through encode_iterable")
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RSS_SCRIPT,
+            str(path),
+            str(DATA / "gpt2" / "vocab.json"),
+            str(DATA / "gpt2" / "merges.txt"),
+            str(int(written // 10)),
+        ],
+        check=True,
+    )
+    path.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rss-mb", type=int, default=0, help="streaming memory run instead")
+    parser.add_argument(
+        "--mode", choices=["single", "batched", "file"], help="run only this mode's cases"
+    )
+    args = parser.parse_args()
+    # Thread pools of the peers (rayon in tokenizers / tokie) read this at startup.
+    os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
+    rss(args) if args.rss_mb else bench(args)
+
+
+if __name__ == "__main__":
+    main()
