@@ -47,6 +47,17 @@ def peak_flops(device: torch.device) -> float | None:
     return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
 
 
+def require(module: str, setting: str) -> None:
+    """Raise a clear RuntimeError now if the optional ``module`` that ``setting`` needs is
+    not installed (checked before a run writes anything)."""
+    import importlib.util
+
+    top = module.split(".")[0]
+    if importlib.util.find_spec(top) is None:
+        package = module.split(".")[-1]
+        raise RuntimeError(f"{setting} needs the {package} package: pip install {package}")
+
+
 class Sink(Protocol):
     def log(self, record: Mapping[str, Any]) -> None: ...
 

@@ -44,6 +44,7 @@ from cs336.metrics import (
     TensorBoardSink,
     WandbSink,
     peak_flops,
+    require,
     truncate_metrics,
 )
 from cs336.model import TransformerLM
@@ -209,6 +210,10 @@ class _Trainer:
             else contextlib.nullcontext
         )
         self.peak = config.peak_flops or peak_flops(device)
+        if config.tensorboard:
+            require("tensorboard", "tensorboard = true")
+        if config.wandb_project:
+            require("wandb", f"wandb_project = {config.wandb_project!r}")
         self.last_ckpt_step: int | None = None
 
     # -- setup ------------------------------------------------------------------------------
