@@ -1,5 +1,8 @@
 //! Pretokenization: split text on special tokens, then into pretokens with the GPT-2
-//! pattern (or a custom one).
+//! pattern (by a hand-written scanner) or a custom pattern (by fancy-regex).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use fancy_regex::Regex;
@@ -14,43 +17,279 @@ pub const GPT2_PATTERN: &str =
 #[derive(Debug, Clone)]
 pub struct Pretokenizer {
     pattern: String,
-    regex: Regex,
+    engine: Engine,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    /// The hand-written GPT-2 scanner ([`gpt2_pretokens`]).
+    Gpt2Scanner,
+    Regex(Box<Regex>),
 }
 
 impl Pretokenizer {
-    /// Compile `pattern`; an invalid pattern is [`Error::BadPattern`].
+    /// Compile `pattern`; an invalid pattern is [`Error::BadPattern`]. [`GPT2_PATTERN`]
+    /// gets the hand-written scanner, which gives the same pretokens several times faster.
     pub fn new(pattern: &str) -> Result<Self> {
+        if pattern == GPT2_PATTERN {
+            Ok(Self::gpt2())
+        } else {
+            Self::regex_only(pattern)
+        }
+    }
+
+    /// Like [`Pretokenizer::new`], but always matching with fancy-regex (the reference the
+    /// scanner is tested and benchmarked against).
+    pub fn regex_only(pattern: &str) -> Result<Self> {
         let regex = Regex::new(pattern).map_err(|e| Error::BadPattern {
             pattern: pattern.to_owned(),
             message: e.to_string(),
         })?;
         Ok(Pretokenizer {
             pattern: pattern.to_owned(),
-            regex,
+            engine: Engine::Regex(Box::new(regex)),
         })
     }
 
-    /// The GPT-2 pretokenizer.
+    /// The GPT-2 pretokenizer (the hand-written scanner).
     pub fn gpt2() -> Self {
-        Self::new(GPT2_PATTERN).expect("the GPT-2 pattern compiles")
+        class_table();
+        Pretokenizer {
+            pattern: GPT2_PATTERN.to_owned(),
+            engine: Engine::Gpt2Scanner,
+        }
     }
 
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
 
+    /// Whether this pretokenizer runs the hand-written GPT-2 scanner (not fancy-regex).
+    pub fn uses_scanner(&self) -> bool {
+        matches!(self.engine, Engine::Gpt2Scanner)
+    }
+
     /// Call `f` on each pretoken of `text`, in order. The pretokens are the pattern's
     /// successive non-overlapping matches (text between matches is dropped, as in
     /// `re.findall`).
     pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
-        for m in self.regex.find_iter(text) {
-            let m = m.map_err(|e| Error::BadPattern {
-                pattern: self.pattern.clone(),
-                message: e.to_string(),
-            })?;
-            f(m.as_str());
+        match &self.engine {
+            Engine::Gpt2Scanner => {
+                gpt2_pretokens(text).for_each(f);
+                Ok(())
+            }
+            Engine::Regex(regex) => {
+                for m in regex.find_iter(text) {
+                    let m = m.map_err(|e| Error::BadPattern {
+                        pattern: self.pattern.clone(),
+                        message: e.to_string(),
+                    })?;
+                    f(m.as_str());
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+}
+
+/// The pretokens of `text` under [`GPT2_PATTERN`], by the hand-written scanner.
+///
+/// They are exactly fancy-regex's successive matches of the pattern; they cover the text,
+/// so their concatenation is `text`.
+pub fn gpt2_pretokens(text: &str) -> Gpt2Pretokens<'_> {
+    Gpt2Pretokens {
+        text,
+        pos: 0,
+        table: class_table(),
+    }
+}
+
+/// Iterator returned by [`gpt2_pretokens`].
+#[derive(Debug, Clone)]
+pub struct Gpt2Pretokens<'t> {
+    text: &'t str,
+    pos: usize,
+    table: &'static ClassTable,
+}
+
+impl<'t> Iterator for Gpt2Pretokens<'t> {
+    type Item = &'t str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'t str> {
+        let start = self.pos;
+        if start >= self.text.len() {
+            return None;
+        }
+        let end = self.table.token_end(self.text.as_bytes(), start);
+        self.pos = end;
+        Some(&self.text[start..end])
+    }
+}
+
+/// The four classes the GPT-2 pattern sees: `\p{L}`, `\p{N}`, `\s` (White_Space) and
+/// everything else (`[^\s\p{L}\p{N}]`; marks `\p{M}` and controls are here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Class {
+    Letter,
+    Number,
+    Space,
+    Other,
+}
+
+/// The class of every code point, taken from regex-syntax (the tables fancy-regex uses),
+/// so the scanner and the regex agree on every Unicode version the crate ships.
+#[derive(Debug)]
+struct ClassTable {
+    ascii: [Class; 128],
+    /// `blocks[index[cp >> 8]][cp & 0xFF]` is the class of code point `cp`: the
+    /// 0x1100 blocks of 256 code points share the few distinct ones.
+    index: Box<[u16; 0x1100]>,
+    blocks: Vec<[Class; 256]>,
+}
+
+fn class_table() -> &'static ClassTable {
+    static TABLE: OnceLock<ClassTable> = OnceLock::new();
+    TABLE.get_or_init(ClassTable::build)
+}
+
+/// The code point ranges of a Unicode class expression such as `\p{L}`.
+fn unicode_ranges(class: &str) -> Vec<(usize, usize)> {
+    use regex_syntax::hir::{Class as HirClass, HirKind};
+    // The three expressions are fixed, valid Unicode classes: input cannot reach a panic.
+    let hir = regex_syntax::parse(class).expect("a valid Unicode class");
+    match hir.kind() {
+        HirKind::Class(HirClass::Unicode(unicode)) => unicode
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as usize, r.end() as usize))
+            .collect(),
+        other => unreachable!("{class} parsed to {other:?}"),
+    }
+}
+
+impl ClassTable {
+    fn build() -> Self {
+        let mut all = vec![Class::Other; 0x11_0000];
+        for (class, expr) in [
+            (Class::Letter, r"\p{L}"),
+            (Class::Number, r"\p{N}"),
+            (Class::Space, r"\s"),
+        ] {
+            for (lo, hi) in unicode_ranges(expr) {
+                for slot in &mut all[lo..=hi] {
+                    debug_assert_eq!(*slot, Class::Other, "the classes are disjoint");
+                    *slot = class;
+                }
+            }
+        }
+        let mut blocks: Vec<[Class; 256]> = Vec::new();
+        let mut seen: HashMap<[Class; 256], u16> = HashMap::new();
+        let mut index = Box::new([0u16; 0x1100]);
+        for (slot, chunk) in index.iter_mut().zip(all.chunks_exact(256)) {
+            let block: [Class; 256] = chunk.try_into().expect("chunks of 256");
+            *slot = *seen.entry(block).or_insert_with(|| {
+                blocks.push(block);
+                (blocks.len() - 1) as u16
+            });
+        }
+        ClassTable {
+            ascii: all[..128].try_into().expect("128 ASCII classes"),
+            index,
+            blocks,
+        }
+    }
+
+    /// The class and UTF-8 length of the character starting at byte `i` of `s` (valid
+    /// UTF-8, `i` on a character boundary).
+    #[inline(always)]
+    fn class_at(&self, s: &[u8], i: usize) -> (Class, usize) {
+        let b0 = s[i];
+        if b0 < 0x80 {
+            return (self.ascii[b0 as usize], 1);
+        }
+        let b0 = b0 as usize;
+        let cont = |k: usize| (s[i + k] & 0x3F) as usize;
+        let (cp, len) = if b0 < 0xE0 {
+            (((b0 & 0x1F) << 6) | cont(1), 2)
+        } else if b0 < 0xF0 {
+            (((b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3)
+        } else {
+            (
+                ((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
+                4,
+            )
+        };
+        let block = self.index[(cp >> 8) & 0x1FFF] as usize;
+        (self.blocks[block][cp & 0xFF], len)
+    }
+
+    /// End of the longest run of `class` characters starting at byte `j`.
+    #[inline(always)]
+    fn run_end(&self, s: &[u8], mut j: usize, class: Class) -> usize {
+        while j < s.len() {
+            let b = s[j];
+            if b < 0x80 {
+                if self.ascii[b as usize] != class {
+                    break;
+                }
+                j += 1;
+            } else {
+                let (c, len) = self.class_at(s, j);
+                if c != class {
+                    break;
+                }
+                j += len;
+            }
+        }
+        j
+    }
+
+    /// End of the pretoken starting at byte `i` (`i < s.len()`), trying the pattern's
+    /// alternatives in order as the regex does.
+    #[inline]
+    fn token_end(&self, s: &[u8], i: usize) -> usize {
+        let (class, len) = self.class_at(s, i);
+        match class {
+            Class::Space => {
+                // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: a plain space joins the
+                // run of any non-space that follows it (every non-space is in one class).
+                if s[i] == b' ' && i + 1 < s.len() {
+                    let (next, next_len) = self.class_at(s, i + 1);
+                    if next != Class::Space {
+                        return self.run_end(s, i + 1 + next_len, next);
+                    }
+                }
+                self.space_end(s, i)
+            }
+            // `'(?:[sdmt]|ll|ve|re)` (case-sensitive), else `[^\s\p{L}\p{N}]+`.
+            Class::Other if s[i] == b'\'' => match &s[i + 1..] {
+                [b's' | b'd' | b'm' | b't', ..] => i + 2,
+                [b'l', b'l', ..] | [b'v', b'e', ..] | [b'r', b'e', ..] => i + 3,
+                _ => self.run_end(s, i + 1, Class::Other),
+            },
+            _ => self.run_end(s, i + len, class),
+        }
+    }
+
+    /// End of the whitespace pretoken starting at byte `i`. `\s+(?!\S)` takes the whole
+    /// run at the end of the text; before a non-space it backtracks one character,
+    /// leaving the run's last character to the next pretoken, unless the run is that
+    /// one character, which `\s+` then takes alone.
+    fn space_end(&self, s: &[u8], i: usize) -> usize {
+        let mut last = i;
+        let mut j = i;
+        loop {
+            let (class, len) = self.class_at(s, j);
+            if class != Class::Space {
+                return if last > i { last } else { j };
+            }
+            last = j;
+            j += len;
+            if j == s.len() {
+                return j;
+            }
+        }
     }
 }
 
@@ -136,20 +375,138 @@ impl SpecialTokens {
 mod tests {
     use super::*;
 
-    fn pretokens(text: &str) -> Vec<&str> {
+    fn scanned(text: &str) -> Vec<&str> {
+        gpt2_pretokens(text).collect()
+    }
+
+    fn regex_matches(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        Pretokenizer::gpt2()
+        Pretokenizer::regex_only(GPT2_PATTERN)
+            .unwrap()
             .for_each(text, |p| out.push(p))
             .unwrap();
         out
     }
 
+    /// The scanner gives `expected`, and so does fancy-regex.
+    fn check(text: &str, expected: &[&str]) {
+        assert_eq!(regex_matches(text), expected, "fancy-regex on {text:?}");
+        assert_eq!(scanned(text), expected, "scanner on {text:?}");
+    }
+
     #[test]
-    fn gpt2_pattern_splits_words_spaces_and_contractions() {
-        assert_eq!(
-            pretokens("Hello, world!  It's"),
-            ["Hello", ",", " world", "!", " ", " It", "'s"]
+    fn words_spaces_and_contractions() {
+        check(
+            "Hello, world!  It's",
+            &["Hello", ",", " world", "!", " ", " It", "'s"],
         );
+    }
+
+    #[test]
+    fn contractions_are_lowercase_and_only_at_a_token_start() {
+        check("it's", &["it", "'s"]);
+        check("IT'S", &["IT", "'", "S"]);
+        check(
+            "we'll've'd're'm't",
+            &["we", "'ll", "'ve", "'d", "'re", "'m", "'t"],
+        );
+        check("'l 'v 'r", &["'", "l", " '", "v", " '", "r"]);
+        check("'LL'Ve", &["'", "LL", "'", "Ve"]);
+        check(" 's", &[" '", "s"]);
+        check("!'s", &["!'", "s"]);
+        check("''s", &["''", "s"]);
+        check("'", &["'"]);
+        check("'sss", &["'s", "ss"]);
+        check("'lle", &["'ll", "e"]);
+        check("x'", &["x", "'"]);
+    }
+
+    #[test]
+    fn whitespace_runs_leave_their_last_character_before_a_non_space() {
+        check("a  b", &["a", " ", " b"]);
+        check("a   ", &["a", "   "]);
+        check("   ", &["   "]);
+        check(" ", &[" "]);
+        check("\n", &["\n"]);
+        check(" a", &[" a"]);
+        check("\na", &["\n", "a"]);
+        check("\n\na", &["\n", "\n", "a"]);
+        check(" \na", &[" ", "\n", "a"]);
+        check("\n a", &["\n", " a"]);
+        check("a\r\nb", &["a", "\r", "\n", "b"]);
+        check("a\r\n\r\nb", &["a", "\r\n\r", "\n", "b"]);
+        check("a \r\n", &["a", " \r\n"]);
+        check("\t\tx", &["\t", "\t", "x"]);
+        check("  1  !", &[" ", " 1", " ", " !"]);
+    }
+
+    #[test]
+    fn unicode_whitespace() {
+        // U+00A0, U+3000, U+0085, U+2028, VT and FF are White_Space; only U+0020 joins
+        // the next run.
+        check("a\u{a0}b", &["a", "\u{a0}", "b"]);
+        check("a\u{a0} b", &["a", "\u{a0}", " b"]);
+        check("a \u{a0}b", &["a", " ", "\u{a0}", "b"]);
+        check("\u{3000}\u{3000}漢", &["\u{3000}", "\u{3000}", "漢"]);
+        check("x\u{85}y", &["x", "\u{85}", "y"]);
+        check("x\u{2028}\u{2028}", &["x", "\u{2028}\u{2028}"]);
+        check("\u{b}\u{c}x", &["\u{b}", "\u{c}", "x"]);
+        // U+001C..U+001F are not White_Space (Python's str.isspace says they are).
+        check("a\u{1c}\u{1f} b", &["a", "\u{1c}\u{1f}", " b"]);
+        // U+200B and U+180E are not White_Space either.
+        check("a\u{200b}b\u{180e}", &["a", "\u{200b}", "b", "\u{180e}"]);
+    }
+
+    #[test]
+    fn digits_letters_marks_and_symbols() {
+        check("abc123 456x", &["abc", "123", " 456", "x"]);
+        check("½²٣", &["½²٣"]);
+        check("e\u{301}", &["e", "\u{301}"]);
+        check(" \u{301}\u{302}a", &[" \u{301}\u{302}", "a"]);
+        check("ñandú 東京 😀😀 ok", &["ñandú", " 東京", " 😀😀", " ok"]);
+        check("Привет, мир", &["Привет", ",", " мир"]);
+        check("a_b-c", &["a", "_", "b", "-", "c"]);
+        check("$$ 1.5%", &["$$", " 1", ".", "5", "%"]);
+        check("\0\u{7f}", &["\0\u{7f}"]);
+        check("", &[]);
+    }
+
+    #[test]
+    fn class_table_matches_the_regex_on_every_code_point() {
+        let all: String = (0..0x11_0000).filter_map(char::from_u32).collect();
+        let mut expected: HashMap<usize, Class> = HashMap::new();
+        for (class, expr) in [
+            (Class::Letter, r"\p{L}"),
+            (Class::Number, r"\p{N}"),
+            (Class::Space, r"\s"),
+        ] {
+            for m in Regex::new(expr).unwrap().find_iter(&all) {
+                assert!(expected.insert(m.unwrap().start(), class).is_none());
+            }
+        }
+        let table = class_table();
+        for (i, c) in all.char_indices() {
+            let class = expected.get(&i).copied().unwrap_or(Class::Other);
+            assert_eq!(
+                table.class_at(all.as_bytes(), i),
+                (class, c.len_utf8()),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pretokenizer_picks_the_scanner_for_the_gpt2_pattern_only() {
+        assert!(Pretokenizer::new(GPT2_PATTERN).unwrap().uses_scanner());
+        assert!(Pretokenizer::gpt2().uses_scanner());
+        assert!(!Pretokenizer::regex_only(GPT2_PATTERN)
+            .unwrap()
+            .uses_scanner());
+        let words = Pretokenizer::new(r"\w+").unwrap();
+        assert!(!words.uses_scanner());
+        let mut out = Vec::new();
+        words.for_each("ab, cd", |p| out.push(p)).unwrap();
+        assert_eq!(out, ["ab", "cd"]);
     }
 
     #[test]

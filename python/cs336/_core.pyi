@@ -1,10 +1,104 @@
 """Type stub of the compiled extension ``cs336._core`` (hand-written; checked against the
 module by tests/test_package.py). Users call the wrappers in ``cs336``, not these."""
 
+from collections.abc import Iterable, Sequence
+
 GPT2_PATTERN: str
 
 # ---- pretokenize (rust/py/pretokenize.rs) ----
 
+def pretokenize(text: str, pattern: str | None = None, *, scanner: bool = True) -> list[str]:
+    """The pretokens of ``text``: the successive matches of ``pattern`` (``GPT2_PATTERN``
+    when None). The GPT-2 pattern runs a hand-written scanner with identical output;
+    ``scanner=False`` forces fancy-regex.
+
+    Raises:
+        ValueError: ``pattern`` does not compile.
+        UnicodeEncodeError: ``text`` holds a lone surrogate.
+    """
+
+def count_pretokens(text: str, pattern: str | None = None, *, scanner: bool = True) -> int:
+    """``len(pretokenize(text, pattern, scanner=scanner))`` without building the list (so a
+    benchmark times the pretokenizer alone). Raises as ``pretokenize``."""
+
 # ---- train (rust/py/train.rs) ----
 
+def train_bpe_files(
+    paths: Sequence[str],
+    vocab_size: int,
+    special_tokens: Sequence[str],
+    pattern: str,
+    num_threads: int | None = None,
+    show_progress: bool = False,
+    chunk_size: int = 1048576,
+    block_size: int = 8388608,
+) -> list[tuple[bytes, bytes]]:
+    """Merges learned from the files (each its own document), in creation order.
+    Raises OSError for an unreadable path, UnicodeError naming the byte offset of invalid
+    UTF-8, ValueError for a too small vocab_size, bad special tokens or a bad pattern,
+    KeyboardInterrupt on Ctrl-C."""
+
+def train_bpe_iter(
+    texts: Iterable[str],
+    vocab_size: int,
+    special_tokens: Sequence[str],
+    pattern: str,
+    num_threads: int | None = None,
+    show_progress: bool = False,
+    chunk_size: int = 1048576,
+) -> list[tuple[bytes, bytes]]:
+    """Merges learned from the strings of ``texts`` (each its own document). Raises
+    TypeError for a non-str item, ValueError as train_bpe_files, KeyboardInterrupt."""
+
 # ---- encode (rust/py/encode.rs) ----
+
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import final  # noqa: E402
+
+@final
+class Encoder:
+    """A compiled byte-level BPE model (immutable; safe to share across threads). Wrapped
+    by ``cs336.Tokenizer``, which validates the arguments."""
+
+    def __new__(
+        cls,
+        vocab: list[tuple[int, bytes]],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[tuple[str, int]],
+    ) -> Encoder:
+        """Raises ValueError when a byte, a merge's token or a special token's id is
+        missing from ``vocab``. Of two ids with the same bytes, encoding produces the
+        larger."""
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest token id."""
+
+    def encode(self, text: str) -> list[int]: ...
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]: ...
+    def stream(self) -> EncodeStream:
+        """A new incremental encoder over chunks of text."""
+
+    def encode_file(
+        self,
+        input: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        num_threads: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[int, int, str]:
+        """Encode a UTF-8 file into a ``.npy`` array; returns ``(bytes, tokens, dtype)``.
+        ``progress`` is called with the number of bytes done."""
+
+    def decode_bytes(self, ids: list[int]) -> bytes: ...
+
+@final
+class EncodeStream:
+    """Encodes chunks of text as they come, with the ids of one ``encode`` call on their
+    concatenation."""
+
+    def feed(self, chunk: str) -> list[int]:
+        """Add ``chunk``; returns the ids of the text now known to encode on its own."""
+
+    def finish(self) -> list[int]:
+        """The input has ended: returns the ids of the rest."""

@@ -1,11 +1,213 @@
-"""BPE training (placeholder until the trainer lands)."""
+"""Byte-level BPE training: :func:`train_bpe` and :class:`BPETrainer`.
 
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+The work happens in Rust (``cs336._core``): files are read block by block, cut into
+chunks at special tokens (or, with the GPT-2 pattern, at safe spaces), pretokenized and
+counted on all cores, then merged incrementally. Python holds only the result.
+
+The rules, exactly those of :mod:`cs336.reference_bpe`:
+
+- Special tokens split the text first; they are document boundaries, never merged
+  across, and not counted.
+- Each step merges the most frequent adjacent pair; ties go to the lexicographically
+  greater pair compared as ``(bytes, bytes)``. Training stops at ``vocab_size`` or when no
+  pair is left.
+- Id layout: 0..255 are the byte values, merges follow in creation order, special tokens
+  come last (GPT-2 style).
+- The corpus must be UTF-8: invalid bytes raise :class:`UnicodeError` (a ``ValueError``)
+  naming the byte offset of the first bad byte in the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cs336 import _core
+from cs336._core import GPT2_PATTERN
+
+if TYPE_CHECKING:
+    from cs336.tokenizer import Tokenizer
+
+__all__ = ["GPT2_PATTERN", "BPETrainer", "train_bpe"]
+
+Vocab = dict[int, bytes]
+Merges = list[tuple[bytes, bytes]]
+StrPath = str | os.PathLike[str]
 
 
-def train_bpe(*args, **kwargs):
-    raise NotImplementedError
+def _check_options(
+    vocab_size: object, special_tokens: object, num_threads: object, pattern: object
+) -> list[str]:
+    """Validate the options with clear messages; return the special tokens as a list."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if isinstance(special_tokens, str):
+        raise TypeError("special_tokens must be a list of str, not a single str")
+    specials = list(special_tokens)  # type: ignore[call-overload]
+    for token in specials:
+        if not isinstance(token, str):
+            raise TypeError(f"special tokens must be str, got {token!r}")
+        if not token:
+            raise ValueError("special tokens must not be empty strings")
+    duplicates = sorted({t for t in specials if specials.count(t) > 1})
+    if duplicates:
+        raise ValueError(f"special token {duplicates[0]!r} is given more than once")
+    if vocab_size < 256 + len(specials):
+        raise ValueError(
+            f"vocab_size ({vocab_size}) must be at least {256 + len(specials)} "
+            "(256 byte tokens + the special tokens)"
+        )
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    return specials
+
+
+def _check_paths(paths: StrPath | Sequence[StrPath]) -> list[Path]:
+    """One path or a list of paths -> existing regular files (FileNotFoundError or
+    IsADirectoryError naming the bad one)."""
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    out = []
+    for p in items:
+        path = Path(p)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {str(path)!r}")
+        if path.is_dir():
+            raise IsADirectoryError(f"expected a text file, got a directory: {str(path)!r}")
+        out.append(path)
+    return out
+
+
+def _vocab(merges: Merges, special_tokens: Sequence[str]) -> Vocab:
+    """The id layout: bytes, then merges in order, then special tokens."""
+    vocab = {i: bytes([i]) for i in range(256)}
+    for a, b in merges:
+        vocab[len(vocab)] = a + b
+    for token in special_tokens:
+        vocab[len(vocab)] = token.encode("utf-8")
+    return vocab
 
 
 class BPETrainer:
-    pass
+    """Trains byte-level BPE tokenizers; see the module docs for the rules.
+
+    Args:
+        vocab_size: final vocabulary size, counting the 256 bytes and the special tokens.
+        special_tokens: strings that split documents; they get the last ids.
+        pattern: pretokenization regex (fancy-regex syntax); GPT-2's by default.
+        num_threads: threads for pretokenizing and counting (all cores when None).
+        show_progress: print progress lines (phase, elapsed time, merges) to stderr.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
+    >>> _ = path.write_text("low lower lowest<|endoftext|>low")
+    >>> vocab, merges = BPETrainer(259, ["<|endoftext|>"]).train_raw(path)
+    >>> merges, vocab[258]
+    ([(b'o', b'w'), (b'l', b'ow')], b'<|endoftext|>')
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        special_tokens: Iterable[str] = (),
+        pattern: str = GPT2_PATTERN,
+        num_threads: int | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        self.special_tokens = _check_options(vocab_size, special_tokens, num_threads, pattern)
+        self.vocab_size = vocab_size
+        self.pattern = pattern
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+
+    def train_raw(
+        self,
+        paths: StrPath | Sequence[StrPath],
+        *,
+        _chunk_size: int = 1 << 20,
+        _block_size: int = 8 << 20,
+    ) -> tuple[Vocab, Merges]:
+        """Train on one file or several (each file is its own document) and return
+        ``(vocab, merges)``. The ``_chunk_size`` / ``_block_size`` knobs (bytes per
+        parallel task / per read) are for tests; results never depend on them."""
+        merges = _core.train_bpe_files(
+            [str(p) for p in _check_paths(paths)],
+            self.vocab_size,
+            self.special_tokens,
+            self.pattern,
+            self.num_threads,
+            self.show_progress,
+            _chunk_size,
+            _block_size,
+        )
+        return _vocab(merges, self.special_tokens), merges
+
+    def train_raw_from_iterator(
+        self, texts: Iterable[str], *, _chunk_size: int = 1 << 20
+    ) -> tuple[Vocab, Merges]:
+        """Train on the strings of ``texts`` (each its own document; pulled in batches, so
+        a generator over a huge corpus is fine) and return ``(vocab, merges)``. Ctrl-C
+        between batches raises KeyboardInterrupt.
+
+        >>> BPETrainer(257).train_raw_from_iterator(["ab ab", "ab"])[1]
+        [(b'a', b'b')]
+        """
+        merges = _core.train_bpe_iter(
+            texts,
+            self.vocab_size,
+            self.special_tokens,
+            self.pattern,
+            self.num_threads,
+            self.show_progress,
+            _chunk_size,
+        )
+        return _vocab(merges, self.special_tokens), merges
+
+    def train(self, paths: StrPath | Sequence[StrPath]) -> Tokenizer:
+        """Train on one file or several and return a :class:`~cs336.tokenizer.Tokenizer`."""
+        from cs336.tokenizer import Tokenizer
+
+        vocab, merges = self.train_raw(paths)
+        return Tokenizer(vocab, merges, self.special_tokens)
+
+    def train_from_iterator(self, texts: Iterable[str]) -> Tokenizer:
+        """Train on an iterable of strings and return a :class:`~cs336.tokenizer.Tokenizer`."""
+        from cs336.tokenizer import Tokenizer
+
+        vocab, merges = self.train_raw_from_iterator(texts)
+        return Tokenizer(vocab, merges, self.special_tokens)
+
+
+def train_bpe(
+    input_path: StrPath | Sequence[StrPath],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    *,
+    pattern: str = GPT2_PATTERN,
+    num_threads: int | None = None,
+    show_progress: bool = False,
+) -> tuple[Vocab, Merges]:
+    """Train a byte-level BPE tokenizer on the file(s) at ``input_path`` (the CS336
+    assignment's ``train_bpe``). Returns ``(vocab, merges)``: ``vocab`` maps ids to token
+    bytes (bytes, merges, then special tokens), ``merges`` lists the merged pairs in
+    creation order.
+
+    Raises FileNotFoundError / IsADirectoryError for a bad path, ValueError for a
+    ``vocab_size`` below 256 + the number of special tokens, for empty or duplicate special
+    tokens or a pattern that does not compile, and UnicodeError (a ValueError) naming the
+    byte offset of invalid UTF-8.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
+    >>> _ = path.write_text("the cat the hat")
+    >>> vocab, merges = train_bpe(path, 258)
+    >>> merges, vocab[257]
+    ([(b't', b'h'), (b'th', b'e')], b'the')
+    """
+    trainer = BPETrainer(vocab_size, special_tokens, pattern, num_threads, show_progress)
+    return trainer.train_raw(input_path)

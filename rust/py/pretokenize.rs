@@ -1,6 +1,58 @@
-//! (to be written)
+//! Bindings for pretokenization alone (for tests and benchmarks; the trainer and the
+//! encoder pretokenize inside the core).
+
 use pyo3::prelude::*;
 
-pub(super) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::pretokenize::{Pretokenizer, GPT2_PATTERN};
+use crate::Result;
+
+fn pretokenizer(pattern: Option<&str>, scanner: bool) -> Result<Pretokenizer> {
+    let pattern = pattern.unwrap_or(GPT2_PATTERN);
+    if scanner {
+        Pretokenizer::new(pattern)
+    } else {
+        Pretokenizer::regex_only(pattern)
+    }
+}
+
+/// The pretokens of `text` under `pattern` (GPT-2's when `None`); `scanner=False` forces
+/// fancy-regex even for the GPT-2 pattern. A bad pattern is a `ValueError`.
+#[pyfunction]
+#[pyo3(signature = (text, pattern=None, *, scanner=true))]
+fn pretokenize<'t>(
+    py: Python<'_>,
+    text: &'t str,
+    pattern: Option<&str>,
+    scanner: bool,
+) -> PyResult<Vec<&'t str>> {
+    let pretokens = py.detach(|| -> Result<Vec<&'t str>> {
+        let mut out = Vec::new();
+        pretokenizer(pattern, scanner)?.for_each(text, |p| out.push(p))?;
+        Ok(out)
+    })?;
+    Ok(pretokens)
+}
+
+/// `len(pretokenize(text, pattern, scanner=scanner))` without building the list, so a
+/// benchmark times the pretokenizer alone.
+#[pyfunction]
+#[pyo3(signature = (text, pattern=None, *, scanner=true))]
+fn count_pretokens(
+    py: Python<'_>,
+    text: &str,
+    pattern: Option<&str>,
+    scanner: bool,
+) -> PyResult<usize> {
+    let count = py.detach(|| -> Result<usize> {
+        let mut count = 0;
+        pretokenizer(pattern, scanner)?.for_each(text, |_| count += 1)?;
+        Ok(count)
+    })?;
+    Ok(count)
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(count_pretokens, m)?)?;
     Ok(())
 }

@@ -1,0 +1,74 @@
+"""``cs336 train-bpe``: train a byte-level BPE tokenizer and save it in GPT-2's format.
+
+    cs336 train-bpe corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
+
+writes ``tok/vocab.json``, ``tok/merges.txt`` and ``tok/special_tokens.json`` (loadable with
+``cs336.gpt2_format.read_dir``) and prints the wall time, peak memory, vocabulary size,
+number of merges and the longest token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+HELP = "train a byte-level BPE tokenizer on text files"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cs336.bpe import GPT2_PATTERN
+
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s)")
+    parser.add_argument("--vocab-size", type=int, required=True, help="final vocabulary size")
+    parser.add_argument(
+        "--special-token",
+        action="append",
+        default=[],
+        dest="special_tokens",
+        metavar="TOKEN",
+        help="a special token (repeatable), e.g. '<|endoftext|>'",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--pattern", default=GPT2_PATTERN, help="pretokenization regex (default: GPT-2's)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="threads (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux reports ru_maxrss in KiB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336.bpe import BPETrainer
+    from cs336.gpt2_format import MERGES_FILE, SPECIAL_TOKENS_FILE, VOCAB_FILE, write_dir
+
+    start = time.perf_counter()
+    trainer = BPETrainer(
+        args.vocab_size,
+        args.special_tokens,
+        pattern=args.pattern,
+        num_threads=args.threads,
+        show_progress=not args.quiet,
+    )
+    vocab, merges = trainer.train_raw(args.inputs)
+    elapsed = time.perf_counter() - start
+    write_dir(args.out, vocab, merges, args.special_tokens)
+
+    # The longest learned token (special tokens are given, not learned).
+    longest = max((a + b for a, b in merges), key=len, default=b"")
+    print(f"trained in {elapsed:.2f} s, peak memory {peak_rss_mb():.0f} MB")
+    print(f"vocab size {len(vocab)}, {len(merges)} merges")
+    print(
+        f"longest learned token: {longest.decode('utf-8', errors='replace')!r} "
+        f"({len(longest)} bytes)"
+    )
+    for name in (VOCAB_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE):
+        print(f"wrote {args.out / name}")
+    return 0
