@@ -1,0 +1,207 @@
+"""The Rust trainer (``cs336.train_bpe`` / ``BPETrainer``) against the pure-Python reference,
+on random corpora, and every kind of bad input."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cs336 import BPETrainer, train_bpe
+from cs336 import reference_bpe as ref
+
+EOT = "<|endoftext|>"
+
+# Pieces chosen to make ties, repeats, contractions, digits, multi-byte characters and
+# whitespace runs likely; special tokens appear as pieces too, sometimes back to back.
+PIECES = [
+    "a", "b", "ab", "ba", "the", " ", "  ", "\n", "\n\n", "\t", "é", "日本", "🙂", "!", "?!",
+    "1", "42", "'s", "'ll", "x", "ℵ", "д", "<", "|", "<s>", EOT,
+]  # fmt: skip
+SPECIAL_SETS = [[], [EOT], ["<s>"], ["<s>", "<s><s>", EOT]]
+
+texts = st.lists(st.sampled_from(PIECES), max_size=80).map("".join)
+
+
+def write(directory: Path, text: str, name: str = "corpus.txt") -> Path:
+    path = directory / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+@given(
+    text=texts,
+    specials=st.sampled_from(SPECIAL_SETS),
+    extra=st.integers(0, 60),
+    threads=st.sampled_from([None, 1, 2, 3]),
+)
+def test_equals_reference(text, specials, extra, threads):
+    vocab_size = 256 + len(specials) + extra
+    with tempfile.TemporaryDirectory() as tmp:
+        got = train_bpe(write(Path(tmp), text), vocab_size, specials, num_threads=threads)
+    assert got == ref.train(text, vocab_size, specials)
+
+
+@given(
+    text=texts,
+    specials=st.sampled_from(SPECIAL_SETS),
+    chunk=st.integers(1, 40),
+    block=st.integers(1, 64),
+)
+def test_chunks_and_blocks_do_not_matter(text, specials, chunk, block):
+    vocab_size = 256 + len(specials) + 40
+    expected = ref.train(text, vocab_size, specials)
+    trainer = BPETrainer(vocab_size, specials, num_threads=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp), text)
+        assert trainer.train_raw(path, _chunk_size=chunk, _block_size=block) == expected
+    assert trainer.train_raw_from_iterator([text], _chunk_size=chunk) == expected
+
+
+@given(docs=st.lists(texts, max_size=6), specials=st.sampled_from(SPECIAL_SETS))
+def test_iterator_and_files_equal_reference(docs, specials):
+    vocab_size = 256 + len(specials) + 30
+    expected = ref.train(docs, vocab_size, specials)
+    trainer = BPETrainer(vocab_size, specials)
+    assert trainer.train_raw_from_iterator(iter(docs)) == expected
+    # Several files: each is its own document, as each string of the iterator.
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [write(Path(tmp), d, f"doc{i}.txt") for i, d in enumerate(docs)]
+        assert trainer.train_raw(paths) == expected
+
+
+@given(text=texts, extra=st.integers(0, 30))
+def test_custom_pattern_equals_reference(text, extra):
+    pattern = r"\S+|\s+"
+    vocab_size = 257 + extra
+    expected = ref.train(text, vocab_size, [EOT], pattern=pattern)
+    trainer = BPETrainer(vocab_size, [EOT], pattern=pattern)
+    assert trainer.train_raw_from_iterator([text], _chunk_size=3) == expected
+
+
+def test_id_layout(tmp_path):
+    vocab, merges = train_bpe(write(tmp_path, "aaa bbb" + EOT + "ab"), 260, [EOT, "<pad>"])
+    assert [vocab[i] for i in range(256)] == [bytes([i]) for i in range(256)]
+    assert [vocab[256 + i] for i in range(len(merges))] == [a + b for a, b in merges]
+    assert vocab[258] == EOT.encode() and vocab[259] == b"<pad>"
+    assert len(vocab) == 260
+
+
+def test_empty_corpus(tmp_path):
+    vocab, merges = train_bpe(write(tmp_path, ""), 1000, [EOT])
+    assert merges == []
+    assert vocab == {**{i: bytes([i]) for i in range(256)}, 256: EOT.encode()}
+    assert BPETrainer(300).train_raw_from_iterator([]) == ({i: bytes([i]) for i in range(256)}, [])
+
+
+def test_trainer_accepts_one_path_or_a_list(tmp_path):
+    path = write(tmp_path, "hello hello")
+    trainer = BPETrainer(260)
+    assert trainer.train_raw(path) == trainer.train_raw([str(path)])
+
+
+def test_tinystories_prefix_matches_reference(shared_data):
+    text = shared_data("tinystories/tinystories.txt").read_text(encoding="utf-8")
+    prefix = text[: text.index(EOT, 30_000) + len(EOT)]
+    expected = ref.train(prefix, 256 + 1 + 150, [EOT])
+    with tempfile.TemporaryDirectory() as tmp:
+        got = train_bpe(write(Path(tmp), prefix), 256 + 1 + 150, [EOT])
+    assert got == expected
+    assert len(got[1]) == 150
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        train_bpe(missing, 300)
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        BPETrainer(300).train_raw([write(tmp_path, "ok"), missing])
+
+
+def test_directory_as_path(tmp_path):
+    with pytest.raises(IsADirectoryError, match=str(tmp_path.name)):
+        train_bpe(tmp_path, 300)
+
+
+@pytest.mark.parametrize("vocab_size", [0, 255, 256])
+def test_vocab_too_small(tmp_path, vocab_size):
+    with pytest.raises(ValueError, match=rf"vocab_size \({vocab_size}\) must be at least 257"):
+        train_bpe(write(tmp_path, "abc"), vocab_size, [EOT])
+
+
+@pytest.mark.parametrize("vocab_size", [300.0, "300", None, True])
+def test_vocab_size_type(vocab_size):
+    with pytest.raises(TypeError, match="vocab_size must be an int"):
+        BPETrainer(vocab_size)
+
+
+def test_bad_special_tokens():
+    with pytest.raises(ValueError, match="empty"):
+        BPETrainer(300, [""])
+    with pytest.raises(ValueError, match="'<s>' is given more than once"):
+        BPETrainer(300, ["<s>", EOT, "<s>"])
+    with pytest.raises(TypeError, match="special tokens must be str, got b'<s>'"):
+        BPETrainer(300, [b"<s>"])
+    with pytest.raises(TypeError, match="not a single str"):
+        BPETrainer(300, EOT)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5])
+def test_bad_num_threads(threads):
+    with pytest.raises(ValueError, match="num_threads"):
+        BPETrainer(300, num_threads=threads)
+
+
+def test_bad_pattern(tmp_path):
+    with pytest.raises(ValueError, match=r'bad pretokenization pattern "\(unclosed"'):
+        train_bpe(write(tmp_path, "abc"), 300, pattern="(unclosed")
+
+
+@pytest.mark.parametrize("prefix_len", [0, 3, 100, 5000])
+def test_invalid_utf8_names_the_offset(tmp_path, prefix_len):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"a" * prefix_len + b"\xff tail")
+    with pytest.raises(UnicodeError, match=rf"bad.txt.*offset {prefix_len}\b") as info:
+        BPETrainer(300, [EOT]).train_raw(path, _block_size=64)
+    assert isinstance(info.value, ValueError)
+
+
+def test_truncated_utf8_at_end_of_file(tmp_path):
+    path = tmp_path / "cut.txt"
+    path.write_bytes("ab é".encode()[:-1])
+    with pytest.raises(UnicodeError, match="offset 3"):
+        train_bpe(path, 300)
+
+
+def test_non_str_item_in_iterator():
+    with pytest.raises(TypeError, match="expects str items, got bytes"):
+        BPETrainer(300).train_raw_from_iterator(["ok", b"bytes"])
+
+
+def test_iterator_errors_propagate():
+    def texts():
+        yield "abc"
+        raise RuntimeError("broken source")
+
+    with pytest.raises(RuntimeError, match="broken source"):
+        BPETrainer(300).train_raw_from_iterator(texts())
+
+
+def test_ctrl_c_while_pulling_from_an_iterator():
+    def texts():
+        yield "abc " * 1000
+        signal.raise_signal(signal.SIGINT)
+        while True:
+            yield "more text "
+
+    assert threading.current_thread() is threading.main_thread()
+    with pytest.raises(KeyboardInterrupt):
+        BPETrainer(300).train_raw_from_iterator(texts())
