@@ -112,6 +112,7 @@ def run_demo(
     num_stories: int = 20000,
     vocab_size: int = 1000,
     batch_size: int = 16,
+    lr: float = 2e-3,
     model: dict[str, Any] | None = None,
     max_steps: int | None = None,
     seed: int = 0,
@@ -120,7 +121,8 @@ def run_demo(
 ) -> DemoResult:
     """Run the pipeline into ``out_dir`` (see the module docstring) and return where
     everything is. ``max_steps`` fixes the number of training steps instead of fitting
-    them into ``minutes``; ``model`` overrides :data:`DEMO_MODEL` fields.
+    them into ``minutes``; ``model`` overrides :data:`DEMO_MODEL` fields; ``lr`` is the
+    peak learning rate (cosine decay to ``lr / 10``).
 
     Raises:
         FileNotFoundError: ``corpus`` does not exist.
@@ -157,11 +159,11 @@ def run_demo(
     for name in _RUN_FILES:  # a fresh run each time the demo runs
         if os.path.exists(os.path.join(run_dir, name)):
             os.remove(os.path.join(run_dir, name))
-    model_cfg = ModelConfig(vocab_size=len(tokenizer.vocab), **{**DEMO_MODEL, **(model or {})})
+    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **{**DEMO_MODEL, **(model or {})})
     config = TrainConfig(
         model=model_cfg,
         data={"train_path": train_npy, "val_path": val_npy, "batch_size": batch_size},
-        optim={"lr": 2e-3, "min_lr": 2e-4, "warmup_iters": 0, "weight_decay": 0.1},
+        optim={"lr": lr, "min_lr": lr / 10, "warmup_iters": 0, "weight_decay": 0.1},
         out_dir=run_dir,
         seed=seed,
         device="cpu",
@@ -190,7 +192,6 @@ def run_demo(
         lm,
         tokenizer,
         "Once upon a time",
-        max_new_tokens=min(200, lm.config.context_length - 8),
         temperature=0.8,
         top_p=0.95,
         generator=torch.Generator().manual_seed(seed),

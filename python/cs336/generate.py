@@ -158,7 +158,7 @@ def sample_text(
             ``<|endoftext|>`` token.
     """
     cfg = model.config
-    tokenizer_size = len(tokenizer.vocab)
+    tokenizer_size = tokenizer.vocab_size
     if tokenizer_size > cfg.vocab_size:
         raise ValueError(
             f"the tokenizer has {tokenizer_size} tokens but the model's vocab_size is "
