@@ -111,3 +111,75 @@ def test_bad_arguments(kwargs, message):
     args = {"prompt_ids": [1, 2], "max_new_tokens": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         generate(tiny_model(), **args)
+
+
+# ---------------------------------------------------------------------------------------------
+# `cs336 generate` from a checkpoint and a tokenizer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from cs336 import BPETrainer, TrainConfig, train
+    from cs336.stories import EOT, write_corpus
+
+    d = tmp_path_factory.mktemp("gen")
+    write_corpus(d / "stories.txt", 100, seed=0)
+    tokenizer = BPETrainer(300, special_tokens=[EOT]).train([d / "stories.txt"])
+    tokenizer.save_dir(d / "tok")
+    tokenizer.encode_file(d / "stories.txt", d / "tokens.npy")
+    big = BPETrainer(400, special_tokens=[EOT]).train([d / "stories.txt"])
+    big.save_dir(d / "big_tok")
+    cfg = {
+        "max_steps": 2,
+        "eval_interval": 0,
+        "progress": False,
+        "out_dir": str(d / "run"),
+        "model": dict(
+            vocab_size=300, context_length=32, d_model=16, num_layers=1, num_heads=2, d_ff=32
+        ),
+        "data": dict(train_path=str(d / "tokens.npy"), val_path=str(d / "tokens.npy")),
+        "optim": dict(warmup_iters=0),
+    }
+    train(TrainConfig.from_dict(cfg))
+    return d
+
+
+def test_generate_cli_is_seeded(trained, capsys):
+    from cs336.cli import main
+
+    argv = ["generate", "--checkpoint", str(trained / "run" / "checkpoint.pt")]
+    argv += ["--tokenizer", str(trained / "tok"), "--prompt", "Once upon", "--seed", "3"]
+    outputs = []
+    for _ in range(2):
+        assert main([*argv, "--max-new-tokens", "8"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].startswith("Once upon")
+    assert main([*argv[:-4], "--temperature", "0"]) == 0  # empty prompt: a new document
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--checkpoint": "{d}/missing.pt"}, "checkpoint not found"),
+        ({"--checkpoint": "{d}/tokens.npy"}, "corrupt or truncated"),
+        ({"--tokenizer": "{d}/big_tok"}, "tokenizer has 400 tokens but the model.s vocab_size"),
+        ({"--tokenizer": "{d}/nowhere"}, "nowhere"),
+        ({"--prompt": "Once upon a time " * 20}, "model's context_length is 32"),
+        ({"--top-p": "0"}, r"top_p must be in \(0, 1\]"),
+    ],
+)  # fmt: skip
+def test_generate_cli_errors(trained, capsys, change, message):
+    import re
+
+    from cs336.cli import main
+
+    args = {
+        "--checkpoint": str(trained / "run" / "checkpoint.pt"),
+        "--tokenizer": str(trained / "tok"),
+        "--prompt": "Once",
+    }
+    args.update({k: v.format(d=trained) for k, v in change.items()})
+    argv = ["generate", *[x for kv in args.items() for x in kv]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cs336 generate: error:") and re.search(message, err), err
