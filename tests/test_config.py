@@ -166,3 +166,8 @@ def test_bad_sweeps(tmp_path):
     (tmp_path / "b.toml").write_text(TOML + '\n[sweep]\n"optim.lr" = 0.1\n')
     with pytest.raises(ValueError, match="needs a non-empty list"):
         load_sweep(tmp_path / "b.toml")
+
+
+def test_every_field_has_a_help_text():
+    missing = [s.name for s in field_specs() if not s.help]
+    assert missing == []

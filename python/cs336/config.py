@@ -267,6 +267,25 @@ class TrainConfig:
 
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
+# Help texts of ModelConfig's fields (that dataclass lives in cs336.model).
+_MODEL_HELP = {
+    "vocab_size": "number of token ids (at least the tokenizer's)",
+    "context_length": "longest sequence the model handles, in tokens",
+    "d_model": "width of the residual stream",
+    "num_layers": "number of Transformer blocks",
+    "num_heads": "attention heads (must divide d_model)",
+    "d_ff": "inner width of the feed-forward layers",
+    "attn_pdrop": "dropout on attention probabilities",
+    "residual_pdrop": "dropout on the embeddings and each residual branch",
+    "norm": "RMSNorm placement: pre, post or none",
+    "parallel": "parallel attention and feed-forward: x + Attn(norm x) + FFN(norm x)",
+    "tie_embeddings": "share the token embedding matrix with the LM head",
+    "ffn": "feed-forward type: gelu or swiglu",
+    "position": "positions: learned (absolute) or rope",
+    "rope_theta": "RoPE base frequency",
+    "attention": "attention kernel: reference or fused (torch SDPA)",
+}
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -290,7 +309,10 @@ def _fields(cls: type) -> dict[str, FieldSpec]:
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
-        out[f.name] = FieldSpec(f.name, hints[f.name], default, f.metadata.get("help", ""))
+        help_text = f.metadata.get(
+            "help", _MODEL_HELP.get(f.name, "") if cls is ModelConfig else ""
+        )
+        out[f.name] = FieldSpec(f.name, hints[f.name], default, help_text)
     return out
 
 
