@@ -4,6 +4,7 @@ clear errors on corrupt files, and RNG states for an exact resume."""
 from __future__ import annotations
 
 import io
+import os
 import random
 
 import numpy as np
@@ -159,3 +160,11 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     draws()
     set_rng_state(read_checkpoint(tmp_path / "c.pt")["extra"]["rng"])
     assert draws() == expected
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    model, opt = trained()
+    save_checkpoint(model, opt, 1, tmp_path / "c.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from typing import IO, Any
 
 import numpy as np
 import torch
+
+from cs336._files import atomic_open
 
 FORMAT = "cs336-checkpoint"
 VERSION = 1
@@ -44,19 +45,8 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save(obj, path)`` through a temporary file and ``os.replace``: readers see
     the old file or the complete new one, never a partial write."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(

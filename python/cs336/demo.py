@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from cs336._files import atomic_open
 from cs336.config import TrainConfig
 from cs336.functional import cross_entropy
 from cs336.generate import EOT, load_model, sample_text
@@ -51,7 +52,7 @@ class DemoResult:
 def split_corpus(src: str, train_path: str, val_path: str, val_fraction: float = 0.05) -> None:
     """Copy ``src`` into a training file and a validation file holding roughly its last
     ``val_fraction`` of bytes, cut just after an ``<|endoftext|>`` (streamed, so any size
-    works).
+    works; each output is written atomically).
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
@@ -79,13 +80,13 @@ def split_corpus(src: str, train_path: str, val_path: str, val_fraction: float =
             pos += len(block)
             tail = block[-len(marker) :]
         f.seek(0)
-        with open(train_path, "wb") as out:
+        with atomic_open(train_path, "wb") as out:
             remaining = cut
             while remaining:
                 chunk = f.read(min(remaining, 1 << 24))
                 out.write(chunk)
                 remaining -= len(chunk)
-        with open(val_path, "wb") as out:
+        with atomic_open(val_path, "wb") as out:
             shutil.copyfileobj(f, out)
 
 
@@ -169,8 +170,8 @@ def run_demo(
         device="cpu",
         progress=progress,
     )
-    if max_steps is None:
-        max_steps = max(int(minutes * 60 * 0.85 / _seconds_per_step(config)), 10)
+    if max_steps is None:  # 9 validations of 10 forward-only batches cost ~30 steps
+        max_steps = max(int(minutes * 60 * 0.95 / _seconds_per_step(config)) - 30, 10)
     warmup = min(max_steps // 10, 100)
     config = TrainConfig.from_dict(
         {

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+from cs336._files import atomic_open
 
 if TYPE_CHECKING:
     import torch
@@ -176,7 +177,5 @@ def truncate_metrics(path: str, step: int) -> None:
     if not os.path.isfile(path):
         return
     keep = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in keep)
-    os.replace(tmp, path)

@@ -6,10 +6,10 @@ validation loss dashed with markers, one colour per run.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from cs336._files import atomic_open
 from cs336.metrics import METRICS_FILE as METRICS
 from cs336.metrics import read_metrics
 
@@ -91,16 +91,9 @@ def plot_runs(
     fig.tight_layout()
 
     out = os.fspath(out)
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(out, "wb") as f:
             fig.savefig(f, format="png", dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     finally:
         plt.close(fig)
     return out

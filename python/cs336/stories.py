@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Callable
+
+from cs336._files import atomic_open
 
 EOT = "<|endoftext|>"
 
@@ -193,10 +194,6 @@ def write_corpus(path: str | os.PathLike[str], n: int, seed: int = 0) -> int:
     path = os.fspath(path)
     text = "".join(f"{s}\n{EOT}\n" for s in generate_stories(n, seed))
     data = text.encode("utf-8")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write(data)
-    os.replace(tmp, path)
     return len(data)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from cs336._files import atomic_open
 from cs336.accounting import mfu
 from cs336.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cs336.config import TrainConfig
@@ -168,11 +168,9 @@ class _SignalStop:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def _model_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
