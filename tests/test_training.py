@@ -200,6 +200,14 @@ def test_existing_runs_and_resume_paths(tmp_path):
         train(make_config(tmp_path, out_dir=str(tmp_path / "x")), resume=str(tmp_path / "nope.pt"))
     with pytest.raises(ValueError, match=r"different model \(d_model: 32 vs 64\)"):
         train(make_config(tmp_path, max_steps=4, **{"model.d_model": 64}), resume="auto")
+    from cs336 import save_checkpoint
+    from cs336.model import TransformerLM
+
+    cfg = make_config(tmp_path, out_dir=str(tmp_path / "plain"))
+    model = TransformerLM.from_config(cfg.model)
+    save_checkpoint(model, torch.optim.SGD(model.parameters(), lr=0.1), 1, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="holds no training state"):
+        train(cfg, resume=str(tmp_path / "plain.pt"))
     # auto with nothing to resume starts fresh
     result = train(make_config(tmp_path, out_dir=str(tmp_path / "y"), max_steps=3), resume="auto")
     assert list(result.train_losses) == [1, 2, 3]

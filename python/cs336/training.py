@@ -238,9 +238,14 @@ class _Trainer:
                     f"{resume_path} holds a different model ({_model_diff(saved, now)}); "
                     "resume with the same model config"
                 )
+            extra = payload["extra"]
+            if not {"rng", "data_rng", "tokens_seen", "elapsed"} <= set(extra):
+                raise ValueError(
+                    f"{resume_path} holds no training state (RNG, data position): it was not "
+                    "written by cs336 train, so the run cannot resume from it"
+                )
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-            extra = payload["extra"]
             set_rng_state(extra["rng"])
             self.data_rng.set_state(extra["data_rng"])
             state = {
@@ -261,13 +266,17 @@ class _Trainer:
 
     def _sinks(self) -> list[Sink]:
         cfg = self.cfg
-        sinks: list[Sink] = [JSONLSink(self.metrics_path)]
-        if cfg.tensorboard:
-            sinks.append(TensorBoardSink(os.path.join(cfg.out_dir, "tensorboard")))
-        if cfg.wandb_project:
-            name = os.path.basename(os.path.normpath(cfg.out_dir))
-            sinks.append(WandbSink(cfg.wandb_project, name, cfg.to_dict(), cfg.out_dir))
-        return sinks
+        sinks: list[Sink] = []
+        try:
+            if cfg.tensorboard:
+                sinks.append(TensorBoardSink(os.path.join(cfg.out_dir, "tensorboard")))
+            if cfg.wandb_project:
+                name = os.path.basename(os.path.normpath(cfg.out_dir))
+                sinks.append(WandbSink(cfg.wandb_project, name, cfg.to_dict(), cfg.out_dir))
+        except BaseException:
+            MetricsLogger(sinks).close()
+            raise
+        return [JSONLSink(self.metrics_path), *sinks]
 
     # -- one step and one validation ---------------------------------------------------------
 
@@ -411,7 +420,7 @@ class _Trainer:
         def clock() -> float:
             return elapsed0 + time.perf_counter() - t0
 
-        def validate(step: int) -> dict[str, Any]:
+        def validate(step: int) -> None:
             loss = self._evaluate()
             result.val_losses[step] = loss
             record = {
@@ -422,10 +431,8 @@ class _Trainer:
             }
             logger.log(record)
             say(f"step {step}: val loss {loss:.4f}")
-            return record
 
         step = start
-        record: dict[str, Any] = {}
         with logger, bar, _SignalStop() as stop:
             if start == 0 and cfg.eval_interval:
                 validate(0)
@@ -459,9 +466,11 @@ class _Trainer:
                 done = step == cfg.max_steps or signum
                 paused = time.perf_counter()  # eval and checkpoints do not count in tokens/s
                 if cfg.eval_interval and (step % cfg.eval_interval == 0 or done):
-                    record = validate(step)
+                    validate(step)
                 if done or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0):
-                    self._save(step, state, {"train_loss": loss, **record})
+                    self._save(
+                        step, state, {"train_loss": loss, "val_loss": result.val_losses.get(step)}
+                    )
                 last_log = (last_log[0], last_log[1] + time.perf_counter() - paused)
                 if signum:
                     result.stopped = signal.Signals(signum).name
