@@ -231,3 +231,46 @@ def test_missing_logging_packages_give_a_clear_error(tmp_path, sink):
 def test_bad_device_is_torchs_error(tmp_path):
     with pytest.raises(RuntimeError, match="not-a-device"):
         train(make_config(tmp_path, device="not-a-device"))
+
+
+def test_records_reach_weights_and_biases_and_tensorboard(tmp_path, monkeypatch):
+    """Fake wandb and tensorboard modules stand in for the real packages (no network)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    logged: dict[str, list] = {"wandb": [], "tb": []}
+
+    class Run:
+        def log(self, data, step):
+            logged["wandb"].append((step, data))
+
+        def finish(self):
+            logged["wandb"].append("finished")
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            assert log_dir.endswith("tensorboard")
+
+        def add_scalar(self, key, value, step):
+            logged["tb"].append((key, value, step))
+
+        def close(self):
+            logged["tb"].append("closed")
+
+    wandb = types.ModuleType("wandb")
+    wandb.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    wandb.init = lambda **kwargs: Run()
+    tensorboard = types.ModuleType("tensorboard")
+    tensorboard.__spec__ = importlib.machinery.ModuleSpec("tensorboard", None)
+    writer = types.ModuleType("torch.utils.tensorboard")
+    writer.SummaryWriter = SummaryWriter
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    monkeypatch.setitem(sys.modules, "tensorboard", tensorboard)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", writer)
+
+    train(make_config(tmp_path, max_steps=3, wandb_project="p", tensorboard=True))
+    assert logged["wandb"][-1] == "finished" and logged["tb"][-1] == "closed"
+    steps = [step for step, data in logged["wandb"][:-1] if "train_loss" in data]
+    assert steps == [1, 2, 3]
+    assert ("train_loss", pytest.approx(logged["wandb"][1][1]["train_loss"]), 1) in logged["tb"]
