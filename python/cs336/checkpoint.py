@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ def save_checkpoint(
         "iteration": iteration,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "model_config": model.config.to_dict() if hasattr(model, "config") else None,
+        "model_config": config.to_dict() if (config := getattr(model, "config", None)) else None,
         "extra": extra or {},
     }
     if isinstance(out, (str, os.PathLike)):
@@ -137,7 +137,9 @@ def load_checkpoint(
 def rng_state() -> dict[str, Any]:
     """The state of every global generator (Python, NumPy, torch CPU, CUDA devices), in
     types that ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(
+        tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True)
+    )
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

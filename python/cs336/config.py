@@ -475,7 +475,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] = ()
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None
 ) -> TrainConfig:
     """One :class:`TrainConfig` from a TOML/JSON file (or none) plus ``overrides``.
 
@@ -491,7 +491,7 @@ def load_config(
 
 
 def load_sweep(
-    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] = ()
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None
 ) -> list[TrainConfig]:
     """The runs of a config file: one per combination of the values in its ``[sweep]``
     table (a single run without one). Each run's ``out_dir`` gets a ``key=value``
@@ -501,7 +501,7 @@ def load_sweep(
         FileNotFoundError, ValueError: as :func:`load_config`; also for a sweep key that
             is unknown or whose value is not a non-empty list.
     """
-    overrides = dict(overrides)
+    overrides = dict(overrides or {})
     base = read_config_file(path) if path is not None else {}
     source = os.fspath(path) if path is not None else "the command line"
     sweep = base.pop("sweep", {})

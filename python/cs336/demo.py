@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from cs336._files import atomic_open
-from cs336.config import TrainConfig
+from cs336.config import DataConfig, OptimConfig, TrainConfig
 from cs336.functional import cross_entropy
 from cs336.generate import EOT, load_model, sample_text
 from cs336.model import ModelConfig, TransformerLM
@@ -163,8 +163,8 @@ def run_demo(
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **{**DEMO_MODEL, **(model or {})})
     config = TrainConfig(
         model=model_cfg,
-        data={"train_path": train_npy, "val_path": val_npy, "batch_size": batch_size},
-        optim={"lr": lr, "min_lr": lr / 10, "warmup_iters": 0, "weight_decay": 0.1},
+        data=DataConfig(train_npy, val_npy, batch_size=batch_size),
+        optim=OptimConfig(lr=lr, min_lr=lr / 10, warmup_iters=0, weight_decay=0.1),
         out_dir=run_dir,
         seed=seed,
         device="cpu",

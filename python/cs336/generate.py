@@ -49,7 +49,7 @@ def sample_next(
 
 @torch.no_grad()
 def generate(
-    model: torch.nn.Module,
+    model: TransformerLM,
     prompt_ids: Sequence[int] | torch.Tensor,
     max_new_tokens: int,
     temperature: float = 1.0,

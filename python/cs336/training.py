@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -261,7 +261,7 @@ class _Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
         if cfg.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
         return state
 
     def _sinks(self) -> list[Sink]:
