@@ -2,6 +2,7 @@
 //! pattern (by a hand-written scanner) or a custom pattern (by fancy-regex).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -53,6 +54,8 @@ impl Pretokenizer {
 
     /// The GPT-2 pretokenizer (the hand-written scanner).
     pub fn gpt2() -> Self {
+        // Build the Unicode class table (once per process, ~5 ms) here rather than in the
+        // first call to `for_each`.
         class_table();
         Pretokenizer {
             pattern: GPT2_PATTERN.to_owned(),
@@ -60,6 +63,7 @@ impl Pretokenizer {
         }
     }
 
+    /// The pattern this pretokenizer matches.
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
@@ -105,11 +109,19 @@ pub fn gpt2_pretokens(text: &str) -> Gpt2Pretokens<'_> {
 }
 
 /// Iterator returned by [`gpt2_pretokens`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gpt2Pretokens<'t> {
     text: &'t str,
     pos: usize,
     table: &'static ClassTable,
+}
+
+impl fmt::Debug for Gpt2Pretokens<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gpt2Pretokens")
+            .field("rest", &&self.text[self.pos..])
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'t> Iterator for Gpt2Pretokens<'t> {
@@ -139,9 +151,11 @@ enum Class {
 
 /// The class of every code point, taken from regex-syntax (the tables fancy-regex uses),
 /// so the scanner and the regex agree on every Unicode version the crate ships.
-#[derive(Debug)]
 struct ClassTable {
     ascii: [Class; 128],
+    /// The classes of U+0000..U+07FF (the two-byte characters: Latin, Greek, Cyrillic,
+    /// Hebrew, Arabic...), looked up directly.
+    two_byte: Box<[Class; 0x800]>,
     /// `blocks[index[cp >> 8]][cp & 0xFF]` is the class of code point `cp`: the
     /// 0x1100 blocks of 256 code points share the few distinct ones.
     index: Box<[u16; 0x1100]>,
@@ -195,6 +209,7 @@ impl ClassTable {
         }
         ClassTable {
             ascii: all[..128].try_into().expect("128 ASCII classes"),
+            two_byte: Box::new(all[..0x800].try_into().expect("0x800 classes")),
             index,
             blocks,
         }
@@ -210,9 +225,10 @@ impl ClassTable {
         }
         let b0 = b0 as usize;
         let cont = |k: usize| (s[i + k] & 0x3F) as usize;
-        let (cp, len) = if b0 < 0xE0 {
-            (((b0 & 0x1F) << 6) | cont(1), 2)
-        } else if b0 < 0xF0 {
+        if b0 < 0xE0 {
+            return (self.two_byte[((b0 & 0x1F) << 6) | cont(1)], 2);
+        }
+        let (cp, len) = if b0 < 0xF0 {
             (((b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3)
         } else {
             (
@@ -220,27 +236,47 @@ impl ClassTable {
                 4,
             )
         };
-        let block = self.index[(cp >> 8) & 0x1FFF] as usize;
-        (self.blocks[block][cp & 0xFF], len)
+        // Valid UTF-8 encodes at most U+10FFFF, so `cp >> 8 < 0x1100`.
+        (self.blocks[self.index[cp >> 8] as usize][cp & 0xFF], len)
     }
 
     /// End of the longest run of `class` characters starting at byte `j`.
     #[inline(always)]
     fn run_end(&self, s: &[u8], mut j: usize, class: Class) -> usize {
-        while j < s.len() {
-            let b = s[j];
+        loop {
+            let Some(&b) = s.get(j) else {
+                return j;
+            };
             if b < 0x80 {
                 if self.ascii[b as usize] != class {
-                    break;
+                    return j;
                 }
-                j += 1;
+                j = self.ascii_run_end(s, j + 1, class);
             } else {
                 let (c, len) = self.class_at(s, j);
                 if c != class {
-                    break;
+                    return j;
                 }
                 j += len;
             }
+        }
+    }
+
+    /// End of the longest run of ASCII `class` bytes starting at byte `j`: eight bytes at
+    /// a time for letters and digits, which make up most of the bytes of most text.
+    #[inline(always)]
+    fn ascii_run_end(&self, s: &[u8], j: usize, class: Class) -> usize {
+        let (j, ended) = match class {
+            Class::Letter => swar_run_end(s, j, ascii_letter_bytes),
+            Class::Number => swar_run_end(s, j, ascii_digit_bytes),
+            _ => (j, false),
+        };
+        if ended {
+            return j;
+        }
+        let mut j = j;
+        while j < s.len() && s[j] < 0x80 && self.ascii[s[j] as usize] == class {
+            j += 1;
         }
         j
     }
@@ -249,26 +285,45 @@ impl ClassTable {
     /// alternatives in order as the regex does.
     #[inline]
     fn token_end(&self, s: &[u8], i: usize) -> usize {
+        let b = s[i];
+        // A plain space first: it starts most pretokens of most text. ` ?\p{L}+`,
+        // ` ?\p{N}+` and ` ?[^\s\p{L}\p{N}]+` join it to the run of any non-space that
+        // follows (every non-space is in one of the three classes).
+        if b == b' ' {
+            if let Some(&next) = s.get(i + 1) {
+                // ` word` (ASCII letter next): the commonest pretoken of English text.
+                if next < 0x80 && self.ascii[next as usize] == Class::Letter {
+                    return self.run_end(s, i + 2, Class::Letter);
+                }
+                let (next, next_len) = self.class_at(s, i + 1);
+                if next != Class::Space {
+                    return self.run_end_of(s, i + 1 + next_len, next);
+                }
+            }
+            return self.space_end(s, i);
+        }
         let (class, len) = self.class_at(s, i);
         match class {
-            Class::Space => {
-                // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: a plain space joins the
-                // run of any non-space that follows it (every non-space is in one class).
-                if s[i] == b' ' && i + 1 < s.len() {
-                    let (next, next_len) = self.class_at(s, i + 1);
-                    if next != Class::Space {
-                        return self.run_end(s, i + 1 + next_len, next);
-                    }
-                }
-                self.space_end(s, i)
-            }
+            Class::Space => self.space_end(s, i),
             // `'(?:[sdmt]|ll|ve|re)` (case-sensitive), else `[^\s\p{L}\p{N}]+`.
-            Class::Other if s[i] == b'\'' => match &s[i + 1..] {
+            Class::Other if b == b'\'' => match &s[i + 1..] {
                 [b's' | b'd' | b'm' | b't', ..] => i + 2,
                 [b'l', b'l', ..] | [b'v', b'e', ..] | [b'r', b'e', ..] => i + 3,
                 _ => self.run_end(s, i + 1, Class::Other),
             },
-            _ => self.run_end(s, i + len, class),
+            _ => self.run_end_of(s, i + len, class),
+        }
+    }
+
+    /// [`ClassTable::run_end`] with `class` a constant in each arm, so each gets its own
+    /// inlined copy without a test of `class` per step.
+    #[inline(always)]
+    fn run_end_of(&self, s: &[u8], j: usize, class: Class) -> usize {
+        match class {
+            Class::Letter => self.run_end(s, j, Class::Letter),
+            Class::Number => self.run_end(s, j, Class::Number),
+            Class::Other => self.run_end(s, j, Class::Other),
+            Class::Space => self.run_end(s, j, Class::Space),
         }
     }
 
@@ -291,6 +346,45 @@ impl ClassTable {
             }
         }
     }
+}
+
+/// Skip the bytes from `j` on that `of_class` marks, eight at a time. Returns where it
+/// stopped and whether the run ended there (`false`: fewer than eight bytes were left).
+#[inline(always)]
+fn swar_run_end(s: &[u8], mut j: usize, of_class: impl Fn(u64) -> u64) -> (usize, bool) {
+    while let Some(chunk) = s.get(j..j + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let run = (!of_class(x) & HIGH_BITS).trailing_zeros() as usize / 8;
+        j += run;
+        if run < 8 {
+            return (j, true);
+        }
+    }
+    (j, false)
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x80 * LOW_BITS;
+
+/// Bit 7 of each byte of `x` (eight bytes of text, little-endian) set where that byte is
+/// an ASCII letter. Bytes of 0x80 and above are cleared to 0x00..0x7F first, so adding at
+/// most 0x1F never carries into the next byte; bit 7 of `v + 0x80 - lo` is then `v >= lo`.
+#[inline(always)]
+fn ascii_letter_bytes(x: u64) -> u64 {
+    // ASCII letters, and nothing else, fold onto `a..=z` when bit 5 is set.
+    let v = (x | (0x20 * LOW_BITS)) & (0x7F * LOW_BITS);
+    let at_least_a = v + (0x80 - b'a' as u64) * LOW_BITS;
+    let above_z = v + (0x80 - b'z' as u64 - 1) * LOW_BITS;
+    at_least_a & !above_z & !x & HIGH_BITS
+}
+
+/// Like [`ascii_letter_bytes`], for ASCII digits.
+#[inline(always)]
+fn ascii_digit_bytes(x: u64) -> u64 {
+    let v = x & (0x7F * LOW_BITS);
+    let at_least_0 = v + (0x80 - b'0' as u64) * LOW_BITS;
+    let above_9 = v + (0x80 - b'9' as u64 - 1) * LOW_BITS;
+    at_least_0 & !above_9 & !x & HIGH_BITS
 }
 
 /// A piece of text after splitting on special tokens.
@@ -341,10 +435,13 @@ impl SpecialTokens {
         })
     }
 
+    /// The special tokens, in the order given.
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
 
+    /// Whether there are no special tokens (then [`SpecialTokens::for_each`] yields the
+    /// whole text as one segment).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
@@ -441,6 +538,17 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_are_linear() {
+        // fancy-regex gives up on `\s+(?!\S)` past about a million whitespace characters
+        // ("Max stack size exceeded for backtracking"); the scanner does not backtrack.
+        let n = 1_200_000;
+        let text = format!("{}a{}", " ".repeat(n), "\n".repeat(n));
+        let spaces = " ".repeat(n - 1);
+        let newlines = "\n".repeat(n);
+        assert_eq!(scanned(&text), [spaces.as_str(), " a", newlines.as_str()]);
+    }
+
+    #[test]
     fn unicode_whitespace() {
         // U+00A0, U+3000, U+0085, U+2028, VT and FF are White_Space; only U+0020 joins
         // the next run.
@@ -492,6 +600,33 @@ mod tests {
                 (class, c.len_utf8()),
                 "{c:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_byte_masks_match_the_ascii_table() {
+        let table = class_table();
+        for b in 0..=255u8 {
+            // Each byte in each of the eight lanes, among neighbours that could carry.
+            for lane in 0..8 {
+                for fill in [0x00u8, 0x7F, 0x80, 0xFF, b'z', b'0'] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let x = u64::from_le_bytes(bytes);
+                    let class = (b < 0x80).then(|| table.ascii[b as usize]);
+                    let bit = 0x80u64 << (8 * lane);
+                    assert_eq!(
+                        ascii_letter_bytes(x) & bit != 0,
+                        class == Some(Class::Letter),
+                        "{b:#x}"
+                    );
+                    assert_eq!(
+                        ascii_digit_bytes(x) & bit != 0,
+                        class == Some(Class::Number),
+                        "{b:#x}"
+                    );
+                }
+            }
         }
     }
 

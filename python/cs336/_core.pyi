@@ -12,8 +12,12 @@ def pretokenize(text: str, pattern: str | None = None, *, scanner: bool = True) 
     when None). The GPT-2 pattern runs a hand-written scanner with identical output;
     ``scanner=False`` forces fancy-regex.
 
+    >>> pretokenize("Hello, world!  It's")
+    ['Hello', ',', ' world', '!', ' ', ' It', "'s"]
+
     Raises:
-        ValueError: ``pattern`` does not compile.
+        ValueError: ``pattern`` does not compile, or fancy-regex exceeds its backtracking
+            limit on ``text`` (the scanner has none).
         UnicodeEncodeError: ``text`` holds a lone surrogate.
     """
 

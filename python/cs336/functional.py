@@ -121,8 +121,8 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     Raises:
         ValueError: if the shapes do not line up or ``targets`` is not an integer tensor.
 
-    >>> cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3])).item() == math.log(4)
-    True
+    >>> round(cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3])).item(), 6)  # log 4
+    1.386294
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(

@@ -79,6 +79,9 @@ class RotaryEmbedding(nn.Module):
         ValueError: if ``d_k`` is odd.
     """
 
+    cos: Tensor  # (max_len, d_k / 2)
+    sin: Tensor
+
     def __init__(self, d_k: int, max_len: int, theta: float = 10000.0) -> None:
         super().__init__()
         if d_k % 2:

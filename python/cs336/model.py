@@ -298,13 +298,15 @@ class TransformerLM(nn.Module):
             ``(B, T, vocab_size)`` logits (float32, or the autocast dtype).
 
         Raises:
-            ValueError: if ``token_ids`` is not 2-D, or the sequence (plus what the
+            ValueError: if ``token_ids`` is not a 2-D integer tensor, or the sequence (plus what the
                 cache holds) is longer than ``context_length``.
         """
         if token_ids.ndim != 2:
             raise ValueError(
                 f"token_ids must have shape (batch, seq), got {tuple(token_ids.shape)}"
             )
+        if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex:
+            raise ValueError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
         t = token_ids.shape[1]
         start = kv_cache.length if kv_cache is not None else 0
         ctx = self.config.context_length

@@ -41,7 +41,7 @@ class SGD(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -101,7 +101,7 @@ class AdamW(torch.optim.Optimizer):
         self.foreach = foreach
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -141,7 +141,7 @@ class AdamW(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         states = [self.state[p] for p in params]
-        grads = [p.grad for p in params]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them
         ms = [s["exp_avg"] for s in states]
         vs = [s["exp_avg_sq"] for s in states]
         for s in states:
@@ -167,7 +167,8 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float, eps: float = 1e-6)
     The norm is taken over all parameters that have a gradient, as if concatenated;
     when it exceeds ``max_norm`` every gradient is multiplied by
     ``max_norm / (norm + eps)`` (the handout's rule). Returns the norm before clipping
-    (a float32 scalar tensor; 0 when no parameter has a gradient).
+    (a scalar tensor, float32 or float64 for float64 gradients; 0 when no parameter has
+    a gradient).
 
     Raises:
         ValueError: if ``max_norm`` is negative or NaN.
@@ -176,11 +177,20 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float, eps: float = 1e-6)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
-    norms = torch._foreach_norm(grads)  # one float per tensor, on its device
-    total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    # Accumulate in float32 at least (bf16 gradients) and float64 for float64 ones.
+    by_dtype: dict[torch.dtype, list[Tensor]] = {}
+    for g in grads:
+        by_dtype.setdefault(torch.promote_types(g.dtype, torch.float32), []).append(g)
+    acc = max(by_dtype, key=lambda d: torch.finfo(d).bits)
+    norms = [
+        n.to(acc)
+        for dtype, group in by_dtype.items()
+        for n in torch._foreach_norm(group, 2, dtype=dtype)  # one norm per tensor
+    ]
+    total = torch.linalg.vector_norm(torch.stack(norms))
     # Multiply by a tensor factor (no .item(), so no GPU sync): 1 when under max_norm.
     scale = torch.clamp(max_norm / (total + eps), max=1.0)
-    torch._foreach_mul_(grads, scale.to(grads[0].dtype))
+    torch._foreach_mul_(grads, scale)
     return total
 
 

@@ -160,7 +160,7 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
     rows = [[k, f"{v:.4e}", _si(v, "FLOP"), _pct(v, ftotal)] for k, v in flops.items()]
     rows[-1][3] = "100.0%"
     print(f"forward pass, one sequence of {cfg.context_length} tokens (matmuls, 2mnp each):")
-    print(_table(["component", "FLOPs", "", "share"], rows))
+    print(_table(["component", "FLOPs", "(SI)", "share"], rows))
     per_token = acc.train_flops_per_token(cfg)
     print(f"training (3x forward): {per_token:.4e} FLOPs per token\n")
 
@@ -173,9 +173,9 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
         cfg, 1, param_bytes=args.bytes, grad_bytes=args.bytes, state_bytes=args.bytes,
         activation_bytes=args.bytes,
     )  # fmt: skip
-    rows = [[k, f"{v:,}", f"{v / 1e9:.2f} GB"] for k, v in mem.items()]
+    rows = [[k, f"{v:,}", f"{v / 1e9:.2f}"] for k, v in mem.items()]
     print(f"training memory, batch {b} x {cfg.context_length} tokens, {args.bytes} bytes/number:")
-    print(_table(["part", "bytes", ""], rows))
+    print(_table(["part", "bytes", "(GB)"], rows))
     a_per_seq = one["activations"]
     fixed = one["total"] - a_per_seq
     print(f"memory = {a_per_seq / 1e9:.4f} GB * batch_size + {fixed / 1e9:.4f} GB")

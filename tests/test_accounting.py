@@ -1,0 +1,129 @@
+"""Accounting formulas against instantiated models and torch's FLOP counter."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cs336 import ModelConfig, TransformerLM
+from cs336.accounting import (
+    PRESETS,
+    adamw_step_flops,
+    count_parameters,
+    forward_flops,
+    max_batch_size,
+    mfu,
+    train_flops_per_token,
+    training_memory,
+)
+
+SMALL = ModelConfig(
+    vocab_size=37, context_length=12, d_model=16, num_layers=3, num_heads=4, d_ff=24
+)
+VARIANTS = [
+    {},
+    {"tie_embeddings": True},
+    {"norm": "none"},
+    {"norm": "post"},
+    {"position": "rope"},
+    {"ffn": "swiglu"},
+    {"parallel": True, "tie_embeddings": True, "ffn": "swiglu", "position": "rope"},
+]
+
+
+def _component(name: str) -> str:
+    """Which count_parameters component a parameter name belongs to."""
+    for key in ("token_embeddings", "position_embeddings", "lm_head"):
+        if name.startswith(key):
+            return key
+    if ".attn." in name:
+        return "attention"
+    if ".ffn." in name:
+        return "ffn"
+    assert "ln" in name, name
+    return "norms"
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=str)
+def test_parameter_counts_equal_the_instantiated_model(kw):
+    cfg = dataclasses.replace(SMALL, **kw)
+    model = TransformerLM.from_config(cfg)
+    by_component = dict.fromkeys(count_parameters(cfg), 0)
+    for name, p in model.named_parameters():
+        by_component[_component(name)] += p.numel()
+    by_component["total"] = model.num_parameters()
+    assert count_parameters(cfg) == by_component
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_gpt2_preset_counts_equal_a_meta_device_model(name):
+    cfg = PRESETS[name]
+    with torch.device("meta"):
+        model = TransformerLM.from_config(cfg)
+    assert count_parameters(cfg)["total"] == model.num_parameters()
+
+
+def test_gpt2_xl_numbers():
+    cfg = PRESETS["gpt2-xl"]
+    assert (cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.d_ff) == (48, 1600, 25, 6400)
+    assert count_parameters(cfg)["total"] == 1_637_176_000
+    flops = forward_flops(cfg)
+    assert flops["attention_scores"] == 48 * 2 * 1024 * 1024 * 1600
+    assert flops["total"] == 3_506_703_564_800
+    assert max(flops, key=lambda k: flops[k] if k != "total" else 0) == "ffn"
+
+
+@pytest.mark.parametrize("kw", [{}, {"ffn": "swiglu"}, {"tie_embeddings": True, "norm": "none"}])
+@pytest.mark.parametrize("seq_len", [12, 5])
+def test_forward_flops_equal_torch_flop_counter(kw, seq_len):
+    cfg = dataclasses.replace(SMALL, **kw)
+    model = TransformerLM.from_config(cfg)
+    x = torch.randint(0, cfg.vocab_size, (1, seq_len))
+    with FlopCounterMode(display=False) as counter:
+        logits = model(x)
+    assert counter.get_total_flops() == forward_flops(cfg, seq_len)["total"]
+    with FlopCounterMode(display=False) as counter:
+        logits = model(x)
+        logits.sum().backward()
+    # the backward pass of every matmul is two matmuls of the same size
+    assert counter.get_total_flops() == 3 * forward_flops(cfg, seq_len)["total"]
+    assert train_flops_per_token(cfg) == 3 * forward_flops(cfg)["total"] / cfg.context_length
+
+
+def test_forward_flops_validates_seq_len():
+    with pytest.raises(ValueError, match=r"seq_len \(13\) must be in \[1, context_length \(12\)\]"):
+        forward_flops(SMALL, 13)
+
+
+def test_training_memory_by_part():
+    cfg, b = SMALL, 3
+    p = count_parameters(cfg)["total"]
+    mem = training_memory(cfg, b)
+    assert (mem["params"], mem["grads"], mem["adamw_state"]) == (4 * p, 4 * p, 8 * p)
+    d, t, h, f, v = 16, 12, 4, 24, 37
+    per_layer = 2 * d + 3 * d + 2 * h * t + d + d + 2 * f + d
+    assert mem["activations"] == 4 * b * t * (3 * per_layer + d + 2 * v)
+    assert mem["total"] == sum(v for k, v in mem.items() if k != "total")
+    half = training_memory(cfg, b, param_bytes=2, activation_bytes=2)
+    assert half["params"] == 2 * p and half["activations"] == mem["activations"] // 2
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
+        training_memory(cfg, 0)
+
+
+def test_max_batch_size_is_the_largest_that_fits():
+    cfg = PRESETS["gpt2-xl"]
+    n = max_batch_size(cfg, 80e9)
+    assert training_memory(cfg, n)["total"] <= 80e9 < training_memory(cfg, n + 1)["total"]
+    assert max_batch_size(cfg, 1e9) == 0
+
+
+def test_adamw_flops_and_mfu():
+    cfg = PRESETS["gpt2-small"]
+    assert adamw_step_flops(cfg) == 14 * count_parameters(cfg)["total"]
+    tps = 1e12 / train_flops_per_token(cfg)  # exactly 1 PFLOP/s of training
+    assert mfu(tps, cfg, peak_flops=2e12) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="peak_flops must be positive"):
+        mfu(1.0, cfg, 0.0)

@@ -1,0 +1,90 @@
+"""``cs336 accounting``: tables for presets, config files and flags; clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cs336.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["accounting", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_without_a_model_it_compares_the_presets(capsys):
+    code, out, _ = run(capsys)
+    assert code == 0
+    for name in ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        assert name in out
+    assert "1,637,176,000" in out and "162,935,040" in out
+    assert "share of forward FLOPs" in out
+
+
+def test_gpt2_xl_report_answers_the_handout_questions(capsys):
+    code, out, _ = run(
+        capsys,
+        "--preset", "gpt2-xl", "--batch-size", "1024", "--memory-gb", "80",
+        "--peak-tflops", "19.5", "--train-steps", "400000", "--tokens-per-second", "1000",
+    )  # fmt: skip
+    assert code == 0
+    assert "total                1,637,176,000  100.0%" in out
+    assert "3.5067e+12" in out  # forward FLOPs at context 1024
+    assert "ffn" in out and "57.4%" in out
+    assert "largest batch size in 80 GB: 3" in out
+    assert "MFU at 1,000 tokens/s: 52.7%" in out
+    assert "400,000 steps at 50% MFU of 19.5 TFLOP/s" in out and "days" in out
+
+
+def test_context_length_override(capsys):
+    code, out, _ = run(capsys, "--preset", "gpt2-xl", "--context-length", "16384")
+    assert code == 0
+    assert "context_length=16384" in out
+    assert "one sequence of 16384 tokens" in out
+
+
+def test_config_file_json_and_toml(capsys, tmp_path):
+    model = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4, d_ff=128)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(model))
+    code, out, _ = run(capsys, "--config", str(path))
+    assert code == 0 and "d_model=64" in out
+    toml = tmp_path / "train.toml"
+    toml.write_text("[model]\n" + "".join(f"{k} = {v}\n" for k, v in model.items()))
+    code, out2, _ = run(capsys, "--config", str(toml), "--ffn", "swiglu")
+    assert code == 0 and "ffn=swiglu" in out2
+
+
+def test_shape_flags_alone(capsys):
+    flags = ["--vocab-size", "10000", "--context-length", "256", "--d-model", "512"]
+    flags += ["--num-layers", "4", "--num-heads", "16", "--d-ff", "2048"]
+    code, out, _ = run(capsys, *flags)
+    assert code == 0 and "vocab_size=10000" in out
+    code, _, err = run(capsys, *flags[:4])
+    assert code == 1
+    assert "also give --d-model, --num-layers, --num-heads, --d-ff" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--preset", "gpt2-small", "--num-heads", "7"], "d_model (768) must be divisible"),
+        (["--batch-size", "0"], "--batch-size must be positive, got 0"),
+        (["--assumed-mfu", "1.5"], "--assumed-mfu must be in (0, 1], got 1.5"),
+        (["--config", "missing.json"], "missing.json"),
+    ],
+)
+def test_errors_exit_1_with_a_message(capsys, args, match):
+    code, _, err = run(capsys, *args)
+    assert code == 1
+    assert match in err
+
+
+def test_unknown_config_keys_are_named(capsys, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"n_layer": 2}))
+    code, _, err = run(capsys, "--config", str(path))
+    assert code == 1 and "unknown model config keys: n_layer" in err

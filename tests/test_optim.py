@@ -1,0 +1,196 @@
+"""Optimizers, clipping and param groups against torch.optim and torch.nn.utils."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cs336 import SGD, AdamW, TransformerLM, clip_grad_norm, param_groups
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _params(seed: int) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(3, 4), (5,), (2, 3, 2)]
+    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64)) for s in shapes]
+
+
+def _run(opt_cls, params, steps, seed, **kw):
+    """Minimise a fixed random quadratic-plus-quartic loss for ``steps`` steps."""
+    opt = opt_cls(params, **kw)
+    g = torch.Generator().manual_seed(seed + 1)
+    targets = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = sum(
+            ((p - t) ** 2).sum() + (p**4).sum() * 0.1 for p, t in zip(params, targets, strict=True)
+        )
+        loss.backward()
+        opt.step()
+    return opt
+
+
+@given(
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([1e-3, 1e-2, 0.1]),
+    st.sampled_from([(0.9, 0.999), (0.8, 0.95)]),
+    st.sampled_from([0.0, 0.01, 0.1]),
+    st.sampled_from([0.0, 1e-8]),
+    st.booleans(),
+)
+def test_adamw_matches_torch(seed, lr, betas, weight_decay, eps, foreach):
+    ours, theirs = _params(seed), _params(seed)
+    kw = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    steps = 8
+    _run(AdamW, ours, steps, seed, foreach=foreach, **kw)
+    _run(torch.optim.AdamW, theirs, steps, seed, **kw)
+    # torch decays before the Adam step, the handout after it: each step differs by
+    # lr * wd * (Adam update) = O(lr^2 wd). Torch adds eps to the bias-corrected
+    # sqrt(v), the handout to sqrt(v): O(lr * eps / (sqrt(1 - beta2) |g|)) per step.
+    atol = (1e-3 * lr if eps else 1e-12) + steps * 4 * lr**2 * weight_decay
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+
+
+def test_adamw_foreach_equals_the_loop_exactly():
+    a, b = _params(0), _params(0)
+    _run(AdamW, a, 7, 0, lr=0.05, weight_decay=0.1)
+    _run(AdamW, b, 7, 0, lr=0.05, weight_decay=0.1, foreach=True)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-15, rtol=1e-13)
+
+
+def test_adamw_first_step_is_the_handout_formula():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = AdamW([p], lr=0.1, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.5)
+    p.grad = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    opt.step()
+    m, v = 0.1 * p.grad, 0.01 * p.grad**2
+    alpha = 0.1 * math.sqrt(1 - 0.99) / (1 - 0.9)
+    expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - alpha * m / (v.sqrt() + 1e-8)
+    expected = expected - 0.1 * 0.5 * expected
+    torch.testing.assert_close(p.detach(), expected)
+    assert opt.state[p]["step"] == 1
+
+
+def test_adamw_state_dict_round_trip_continues_identically():
+    a = _params(3)
+    opt_a = _run(AdamW, a, 5, 3, lr=0.01, weight_decay=0.1)
+    buffer = io.BytesIO()
+    torch.save(opt_a.state_dict(), buffer)
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_b = AdamW(b, lr=0.01, weight_decay=0.1)
+    buffer.seek(0)
+    opt_b.load_state_dict(torch.load(buffer))
+    assert opt_b.state[b[0]]["step"] == 5
+    for params, opt in ((a, opt_a), (b, opt_b)):
+        grads = [torch.full_like(p, 0.3) for p in params]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+def test_adamw_param_groups_use_their_own_hyperparameters():
+    p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = AdamW([{"params": [p]}, {"params": [q], "weight_decay": 0.0, "lr": 0.5}], lr=0.1)
+    p.grad, q.grad = torch.zeros(2), torch.zeros(2)
+    opt.step()  # zero gradient: only the decay moves p
+    torch.testing.assert_close(p.detach(), torch.full((2,), 1 - 0.1 * 0.01))
+    assert torch.equal(q.detach(), torch.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"lr": -1.0}, "lr must be >= 0, got -1.0"),
+        ({"eps": float("nan")}, "eps must be >= 0"),
+        ({"betas": (0.9, 1.0)}, r"betas\[1\] must be in \[0, 1\), got 1.0"),
+        ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ],
+)
+def test_adamw_rejects_bad_hyperparameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        AdamW(_params(0), **kw)
+
+
+def test_sgd_uses_the_decaying_step():
+    p = torch.nn.Parameter(torch.tensor([5.0]))
+    opt = SGD([p], lr=1.0)
+    expected = 5.0
+    for t in range(4):
+        p.grad = torch.tensor([2.0])
+        opt.step()
+        expected -= 1.0 / math.sqrt(t + 1) * 2.0
+        assert p.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        SGD([p], lr=-1)
+
+
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.01, 1.0, 5.0, 1e3]))
+def test_clip_grad_norm_matches_torch(seed, max_norm):
+    ours, theirs = _params(seed), _params(seed)
+    g = torch.Generator().manual_seed(seed)
+    for a, b in zip(ours, theirs, strict=True):
+        a.grad = torch.randn(a.shape, generator=g, dtype=a.dtype)
+        b.grad = a.grad.clone()
+    extra = torch.nn.Parameter(torch.ones(3))  # no grad: ignored
+    norm = clip_grad_norm([*ours, extra], max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    torch.testing.assert_close(norm, expected)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    assert extra.grad is None
+
+
+def test_clip_grad_norm_leaves_small_gradients_alone_and_validates():
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([0.3, 0.4])
+    assert clip_grad_norm([p], 1.0).item() == pytest.approx(0.5)
+    assert torch.equal(p.grad, torch.tensor([0.3, 0.4]))
+    assert clip_grad_norm([torch.nn.Parameter(torch.zeros(1))], 1.0).item() == 0.0
+    with pytest.raises(ValueError, match="max_norm must be >= 0, got -1"):
+        clip_grad_norm([p], -1)
+
+
+def test_param_groups_skip_decay_on_norms_and_embeddings():
+    model = TransformerLM(50, 8, 16, 2, 2, 32)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = sorted(names[id(p)] for p in decay["params"])
+    kept = sorted(names[id(p)] for p in no_decay["params"])
+    assert kept == sorted(
+        ["token_embeddings.weight", "position_embeddings.weight", "ln_final.weight"]
+        + [f"layers.{i}.ln{j}.weight" for i in range(2) for j in (1, 2)]
+    )
+    assert "lm_head.weight" in decayed and len(decayed) + len(kept) == len(names)
+    tied = TransformerLM(50, 8, 16, 2, 2, 32, tie_embeddings=True)
+    groups = param_groups(tied, 0.1)
+    assert sum(len(g["params"]) for g in groups) == len(list(tied.parameters()))
+    AdamW(groups)  # every parameter appears exactly once, so torch accepts the groups
+
+
+def test_clip_grad_norm_accumulates_bf16_gradients_in_float32():
+    p = torch.nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
+    p.grad = torch.full((1000,), 3.0, dtype=torch.bfloat16)
+    q = torch.nn.Parameter(torch.zeros(3))
+    q.grad = torch.ones(3)
+    norm = clip_grad_norm([p, q], 1.0)
+    assert norm.dtype == torch.float32
+    assert norm.item() == pytest.approx((9 * 1000 + 3) ** 0.5, rel=1e-6)
+    assert p.grad.dtype == torch.bfloat16
