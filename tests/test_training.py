@@ -274,3 +274,13 @@ def test_records_reach_weights_and_biases_and_tensorboard(tmp_path, monkeypatch)
     steps = [step for step, data in logged["wandb"][:-1] if "train_loss" in data]
     assert steps == [1, 2, 3]
     assert ("train_loss", pytest.approx(logged["wandb"][1][1]["train_loss"]), 1) in logged["tb"]
+
+
+def test_bf16_autocast_path_runs_on_the_cpu(tmp_path):
+    """The CUDA default (bf16 autocast) also works when asked for on the CPU, and stays
+    close to float32."""
+    fp32 = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
+    bf16 = train(make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=3, dtype="bfloat16"))
+    a, b = list(fp32.train_losses.values()), list(bf16.train_losses.values())
+    assert a != b  # really computed in bf16
+    np.testing.assert_allclose(a, b, rtol=0.03)
