@@ -284,3 +284,24 @@ def test_bf16_autocast_path_runs_on_the_cpu(tmp_path):
     a, b = list(fp32.train_losses.values()), list(bf16.train_losses.values())
     assert a != b  # really computed in bf16
     np.testing.assert_allclose(a, b, rtol=0.03)
+
+
+def test_compile_path_trains_and_saves_the_unwrapped_model(tmp_path, monkeypatch):
+    """--compile true: torch.compile (here with the eager backend: no C++ toolchain needed)
+    gives the same losses, and the checkpoint has plain parameter names."""
+    calls = []
+    real = torch.compile
+
+    def eager_compile(model, **kwargs):
+        calls.append(model)
+        return real(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    plain = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
+    compiled = train(make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=3, compile=True))
+    assert len(calls) == 1
+    np.testing.assert_allclose(
+        list(plain.train_losses.values()), list(compiled.train_losses.values()), rtol=1e-5
+    )
+    keys = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"].keys()
+    assert not any("_orig_mod" in k for k in keys)
