@@ -87,6 +87,7 @@ def test_sweep_goes_on_after_a_divergent_run(setup, capsys):
         (["{cfg}", "--resume", "{tmp}/no.pt"], "checkpoint to resume from not found"),
         (["{cfg}", "--device", "not-a-device"], "not-a-device"),
         (["--data.train_path", "x.npy"], "missing config key"),
+        (["--resume", "{cfg}"], "put CONFIG first: cs336 train .*tiny.toml --resume"),
     ],
 )
 def test_bad_input_exits_1_with_a_message_and_writes_nothing(setup, capsys, args, message):

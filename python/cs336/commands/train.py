@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from cs336.config import load_sweep
     from cs336.training import NonFiniteLossError, train
 
+    if args.config is None and str(args.resume).endswith((".toml", ".json")):
+        raise ValueError(
+            f"--resume took {args.resume} as the checkpoint; put CONFIG first: "
+            f"cs336 train {args.resume} --resume"
+        )
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set:")}
     configs = load_sweep(args.config, overrides)
     if len(configs) == 1:
