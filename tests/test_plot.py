@@ -59,3 +59,12 @@ def test_bad_inputs(tmp_path, capsys):
     with pytest.raises(ValueError, match="at least one run"):
         plot_runs([], out)
     assert not out.exists()
+
+
+def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    with pytest.raises(RuntimeError, match="plotting needs matplotlib"):
+        plot_runs([fake_run(tmp_path / "run")], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

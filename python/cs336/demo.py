@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import time
@@ -37,7 +38,8 @@ _RUN_FILES = ("checkpoint.pt", "checkpoint.json", "metrics.jsonl", "config.json"
 
 @dataclass
 class DemoResult:
-    """Where the demo put everything, the validation losses and the sampled story."""
+    """Where the demo put everything, the validation losses and the sampled story
+    (``plot`` is empty when matplotlib is not installed)."""
 
     out_dir: str
     corpus: tuple[str, str]
@@ -198,10 +200,14 @@ def run_demo(
         generator=torch.Generator().manual_seed(seed),
     )
     log("Once upon a time" + story)
-    plot = plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
+    plot = ""
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot = plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
+    else:
+        log("(no loss.png: matplotlib is not installed; pip install matplotlib)")
     log(
         f"\nEverything is in {out_dir}/: corpus train.txt / val.txt, tokenizer/, train.npy / "
-        f"val.npy, run/ (checkpoint.pt, metrics.jsonl), loss.png.\n"
+        f"val.npy, run/ (checkpoint.pt, metrics.jsonl){', loss.png' if plot else ''}.\n"
         f"Sample more with: cs336 generate --checkpoint {result.checkpoint} "
         f'--tokenizer {tok_dir} --prompt "Once upon a time"'
     )

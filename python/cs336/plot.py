@@ -48,6 +48,7 @@ def plot_runs(
     Raises:
         FileNotFoundError: a run has no metrics file.
         ValueError: no runs, labels of the wrong length, or a run without any loss.
+        RuntimeError: matplotlib is not installed.
     """
     if not runs:
         raise ValueError("give at least one run directory or metrics file")
@@ -66,8 +67,12 @@ def plot_runs(
             raise ValueError(f"{path} has no train_loss or val_loss records")
         data.append(records)
 
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError(
+            "plotting needs matplotlib: pip install matplotlib (or cs336[plot])"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
