@@ -22,11 +22,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
     usual permissions (``0o666 & ~umask``); on an exception it is removed. Creates the
     parent directory.
 
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "a", "x.txt")
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a" / "x.txt"
     >>> with atomic_open(p, "w") as f:
     ...     _ = f.write("hi")
-    >>> open(p).read()
+    >>> p.read_text()
     'hi'
     """
     path = os.fspath(path)
