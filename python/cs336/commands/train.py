@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 
 HELP = "train a Transformer language model"
 
@@ -40,12 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             groups[section] = parser.add_argument_group(f"{section} settings")
         default = "required" if spec.default is dataclasses.MISSING else f"default {spec.default}"
         help_text = f"{spec.help} ({default})" if spec.help else f"({default})"
+        choices = typing.get_origin(spec.type) is typing.Literal  # values are case-sensitive
         dashed = spec.name.replace("_", "-")
         flags = [f"--{spec.name}"] + ([f"--{dashed}"] if dashed != spec.name else [])
         groups[section].add_argument(
             *flags,
             dest=f"set:{spec.name}",
-            metavar=type_name(spec.type).upper(),
+            metavar=type_name(spec.type) if choices else type_name(spec.type).upper(),
             default=argparse.SUPPRESS,
             help=help_text.replace("%", "%%"),
         )
