@@ -1,0 +1,41 @@
+"""``cs336 demo [--out DIR] [--corpus PATH] [--minutes N]``: the whole pipeline, from text to
+a trained model and a story, on the CPU (a thin front to :func:`cs336.demo.run_demo`)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "the whole pipeline on a built-in or given corpus"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo", help="directory for every output (default demo)")
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="text file with documents separated by <|endoftext|> (default: built-in stories)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)"
+    )
+    parser.add_argument(
+        "--stories", type=int, default=20000, help="built-in stories to generate (default 20000)"
+    )
+    parser.add_argument(
+        "--vocab-size", type=int, default=1000, help="BPE vocabulary size (default 1000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336.demo import run_demo
+
+    run_demo(
+        args.out,
+        args.corpus,
+        args.minutes,
+        num_stories=args.stories,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+    )
+    return 0

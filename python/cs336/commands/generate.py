@@ -1,0 +1,59 @@
+"""``cs336 generate --checkpoint PATH --tokenizer DIR --prompt TEXT``: sample a continuation
+from a trained model (a thin front to :func:`cs336.generate.generate`)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "sample text from a trained checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by cs336 train")
+    parser.add_argument(
+        "--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt)"
+    )
+    parser.add_argument(
+        "--prompt",
+        default="",
+        help="text to continue (default: empty, i.e. start a new document after <|endoftext|>)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="tokens to sample at most (default: fill the model's context)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="softmax temperature; 0 is greedy decoding (default 0.8)",
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=0.95, help="nucleus sampling mass, in (0, 1] (default 0.95)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cs336.generate import load_model, sample_text
+    from cs336.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_dir(args.tokenizer)
+    model = load_model(args.checkpoint, device=args.device)
+    generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    text = sample_text(
+        model,
+        tokenizer,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        generator=generator,
+    )
+    print(args.prompt + text)
+    return 0

@@ -1,0 +1,175 @@
+"""Token files and batches: memory-mapped ``.npy`` arrays of token ids, random training
+batches (``get_batch``) and sequential validation batches (``eval_batches``).
+
+A token file is a 1-D ``.npy`` array of unsigned integers (``cs336 tokenize`` writes
+``uint16`` when the vocabulary fits, else ``uint32``). It is opened with
+``np.load(mmap_mode="r")``, so a corpus larger than memory costs only the pages a batch
+touches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+# Max of a token file is computed in chunks of this many ids (64 MiB of uint32).
+_SCAN_CHUNK = 1 << 24
+
+
+def open_tokens(path: str | os.PathLike[str]) -> np.ndarray:
+    """Memory-map a 1-D ``.npy`` file of integer token ids (read-only).
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.npy"); np.save(p, np.arange(5, dtype=np.uint16))
+    >>> open_tokens(p)[1:3].tolist()
+    [1, 2]
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a ``.npy`` array, or not a 1-D integer array.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"token file not found: {path}")
+    try:
+        tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npy token file: {e}") from None
+    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(
+            f"{path} must hold a 1-D integer array of token ids, "
+            f"got shape {tokens.shape} and dtype {tokens.dtype}"
+        )
+    return tokens
+
+
+def max_token_id(tokens: np.ndarray) -> int:
+    """Largest id in ``tokens``, read in chunks so a memmap is streamed, not loaded.
+
+    >>> max_token_id(np.array([3, 9, 2]))
+    9
+    """
+    if len(tokens) == 0:
+        raise ValueError("the token array is empty")
+    return max(int(tokens[i : i + _SCAN_CHUNK].max()) for i in range(0, len(tokens), _SCAN_CHUNK))
+
+
+def check_tokens(tokens: np.ndarray, context_length: int, vocab_size: int, name: str) -> None:
+    """Check that ``tokens`` can feed a model: long enough for one ``context_length``
+    window plus its shifted target, and every id below ``vocab_size``.
+
+    Raises:
+        ValueError: naming ``name`` (usually the file) and the offending number.
+    """
+    if len(tokens) < context_length + 1:
+        raise ValueError(
+            f"{name} has {len(tokens)} tokens; a context of {context_length} needs at least "
+            f"{context_length + 1}"
+        )
+    largest = max_token_id(tokens)
+    if largest >= vocab_size:
+        raise ValueError(
+            f"{name} contains token id {largest}, but the model's vocab_size is {vocab_size}: "
+            "the token file was made with a different (larger) tokenizer"
+        )
+
+
+def sample_starts(
+    num_tokens: int,
+    batch_size: int,
+    context_length: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``batch_size`` window starts drawn uniformly from ``[0, num_tokens - context_length - 1]``
+    (int64, on the CPU), so each window and its target shifted by one fit in the array."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if context_length < 1:
+        raise ValueError(f"context_length must be >= 1, got {context_length}")
+    if num_tokens < context_length + 1:
+        raise ValueError(
+            f"need at least context_length + 1 = {context_length + 1} tokens, got {num_tokens}"
+        )
+    high = num_tokens - context_length  # exclusive bound: the last start is len - ctx - 1
+    return torch.randint(0, high, (batch_size,), generator=generator)
+
+
+def batch_at(
+    tokens: np.ndarray,
+    starts: torch.Tensor | np.ndarray,
+    context_length: int,
+    device: str | torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``x = tokens[s : s + context_length]`` and targets ``y = x`` shifted by one, for
+    each start ``s``; both int64 of shape ``(len(starts), context_length)`` on ``device``.
+
+    On CUDA the host copy is pinned and sent with ``non_blocking=True``, so it overlaps
+    with the previous step's compute.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    windows = starts[:, None] + np.arange(context_length + 1)  # (B, T + 1)
+    chunk = torch.from_numpy(np.asarray(tokens[windows]).astype(np.int64))
+    x, y = chunk[:, :-1], chunk[:, 1:]  # (B, T) each
+    device = torch.device(device)  # an unusable device string raises torch's own error
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+        y = y.pin_memory().to(device, non_blocking=True)
+    else:
+        x, y = x.to(device).contiguous(), y.to(device).contiguous()
+    return x, y
+
+
+def get_batch(
+    tokens: np.ndarray,
+    batch_size: int,
+    context_length: int,
+    device: str | torch.device,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample a random training batch from a 1-D array (or ``np.memmap``) of token ids.
+
+    Starts are uniform in ``[0, len(tokens) - context_length - 1]``; ``y`` is ``x`` shifted
+    by one token. Both are int64 tensors of shape ``(batch_size, context_length)`` on
+    ``device`` (pinned and non-blocking on CUDA). Pass a seeded ``torch.Generator`` for
+    reproducible batches; by default torch's global generator is used.
+
+    >>> x, y = get_batch(np.arange(100), 4, 8, "cpu")
+    >>> x.shape, x.dtype, bool((y[:, :-1] == x[:, 1:]).all())
+    (torch.Size([4, 8]), torch.int64, True)
+
+    Raises:
+        ValueError: ``batch_size`` or ``context_length`` below 1, or fewer than
+            ``context_length + 1`` tokens.
+        RuntimeError: ``device`` is unusable (torch's own error, unchanged).
+    """
+    starts = sample_starts(len(tokens), batch_size, context_length, generator=generator)
+    return batch_at(tokens, starts, context_length, device)
+
+
+def eval_batches(
+    tokens: np.ndarray,
+    batch_size: int,
+    context_length: int,
+    device: str | torch.device,
+    *,
+    max_batches: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Sequential, non-overlapping validation batches from the start of ``tokens``: window
+    ``i`` starts at ``i * context_length``. The same windows every time, so validation
+    losses of different steps (and runs) are comparable. Stops after ``max_batches``
+    batches, or when the windows run out (the last batch may be smaller).
+
+    >>> [x[:, 0].tolist() for x, _ in eval_batches(np.arange(20), 2, 4, "cpu")]
+    [[0, 4], [8, 12]]
+    """
+    num_windows = (len(tokens) - 1) // context_length
+    if max_batches is not None:
+        num_windows = min(num_windows, max_batches * batch_size)
+    for first in range(0, num_windows, batch_size):
+        starts = np.arange(first, min(first + batch_size, num_windows)) * context_length
+        yield batch_at(tokens, starts, context_length, device)

@@ -1,0 +1,223 @@
+"""The whole pipeline in one call, on a fresh machine with no downloads (``cs336 demo``):
+
+1. a corpus: built-in children's stories (:mod:`cs336.stories`), or a text file you
+   give, with documents separated by ``<|endoftext|>``; split into train and validation;
+2. a byte-level BPE tokenizer trained on the training split;
+3. both splits tokenized into ``.npy`` files;
+4. a small Transformer trained on the CPU for a few minutes (the number of steps is
+   chosen from the measured speed of a few steps), printing the validation loss;
+5. a story sampled from the model, and a PNG of the loss curves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from cs336._files import atomic_open
+from cs336.config import DataConfig, OptimConfig, TrainConfig
+from cs336.functional import cross_entropy
+from cs336.generate import EOT, load_model, sample_text
+from cs336.model import ModelConfig, TransformerLM
+from cs336.optim import AdamW
+from cs336.plot import plot_runs
+from cs336.stories import write_corpus
+from cs336.training import train
+
+# A model that learns the built-in stories in a few CPU minutes (about 1M parameters).
+DEMO_MODEL = {"d_model": 128, "num_layers": 4, "num_heads": 4, "d_ff": 512, "context_length": 128}
+_RUN_FILES = ("checkpoint.pt", "checkpoint.json", "metrics.jsonl", "config.json")
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put everything, the validation losses and the sampled story
+    (``plot`` is empty when matplotlib is not installed)."""
+
+    out_dir: str
+    corpus: tuple[str, str]
+    tokenizer: str
+    tokens: tuple[str, str]
+    run_dir: str
+    plot: str
+    story: str
+    val_losses: dict[int, float] = field(default_factory=dict)
+
+
+def split_corpus(src: str, train_path: str, val_path: str, val_fraction: float = 0.05) -> None:
+    """Copy ``src`` into a training file and a validation file holding roughly its last
+    ``val_fraction`` of bytes, cut just after an ``<|endoftext|>`` (streamed, so any size
+    works; each output is written atomically).
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ValueError: no ``<|endoftext|>`` after the cut point (too few documents).
+    """
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"corpus not found: {src}")
+    size = os.path.getsize(src)
+    marker = EOT.encode()
+    with open(src, "rb") as f:
+        f.seek(int(size * (1 - val_fraction)))
+        # Find the first separator after the cut point, reading in overlapping blocks.
+        pos, tail = f.tell(), b""
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                raise ValueError(
+                    f"{src} has no {EOT} in its last {val_fraction:.0%}: the demo needs several "
+                    f"documents separated by {EOT}"
+                )
+            found = (tail + block).find(marker)
+            if found >= 0:
+                cut = pos - len(tail) + found + len(marker)
+                break
+            pos += len(block)
+            tail = block[-len(marker) :]
+        f.seek(0)
+        with atomic_open(train_path, "wb") as out:
+            remaining = cut
+            while remaining:
+                chunk = f.read(min(remaining, 1 << 24))
+                out.write(chunk)
+                remaining -= len(chunk)
+        with atomic_open(val_path, "wb") as out:
+            shutil.copyfileobj(f, out)
+
+
+def _seconds_per_step(cfg: TrainConfig) -> float:
+    """Measured time of one training step of ``cfg``'s model on the CPU (median of 3)."""
+    model = TransformerLM.from_config(cfg.model)
+    opt = AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, cfg.model.vocab_size, (cfg.data.batch_size, cfg.context_length))
+    times = []
+    for _ in range(4):
+        t = time.perf_counter()
+        cross_entropy(model(x), x).backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - t)
+    return sorted(times[1:])[1]
+
+
+def run_demo(
+    out_dir: str = "demo",
+    corpus: str | None = None,
+    minutes: float = 3.0,
+    *,
+    num_stories: int = 20000,
+    vocab_size: int = 1000,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    model: dict[str, Any] | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the pipeline into ``out_dir`` (see the module docstring) and return where
+    everything is. ``max_steps`` fixes the number of training steps instead of fitting
+    them into ``minutes``; ``model`` overrides :data:`DEMO_MODEL` fields; ``lr`` is the
+    peak learning rate (cosine decay to ``lr / 10``).
+
+    Raises:
+        FileNotFoundError: ``corpus`` does not exist.
+        ValueError: bad sizes, or a corpus without ``<|endoftext|>`` separators.
+    """
+    from cs336.bpe import BPETrainer
+
+    if not minutes > 0:
+        raise ValueError(f"minutes must be > 0, got {minutes}")
+    os.makedirs(out_dir, exist_ok=True)
+    train_txt, val_txt = os.path.join(out_dir, "train.txt"), os.path.join(out_dir, "val.txt")
+    if corpus is None:
+        n_val = max(num_stories // 20, 1)
+        log(f"[1/5] writing {num_stories} + {n_val} stories to {train_txt} and {val_txt}")
+        write_corpus(train_txt, num_stories, seed=seed)
+        write_corpus(val_txt, n_val, seed=seed + 1)
+    else:
+        log(f"[1/5] splitting {corpus} into {train_txt} and {val_txt}")
+        split_corpus(corpus, train_txt, val_txt)
+
+    tok_dir = os.path.join(out_dir, "tokenizer")
+    log(f"[2/5] training a BPE tokenizer with {vocab_size} tokens -> {tok_dir}")
+    t = time.perf_counter()
+    tokenizer = BPETrainer(vocab_size, special_tokens=[EOT]).train([train_txt])
+    tokenizer.save_dir(tok_dir)
+    log(f"      done in {time.perf_counter() - t:.1f} s")
+
+    train_npy, val_npy = os.path.join(out_dir, "train.npy"), os.path.join(out_dir, "val.npy")
+    log(f"[3/5] tokenizing -> {train_npy}, {val_npy}")
+    tokenizer.encode_file(train_txt, train_npy)
+    tokenizer.encode_file(val_txt, val_npy)
+
+    run_dir = os.path.join(out_dir, "run")
+    for name in _RUN_FILES:  # a fresh run each time the demo runs
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
+    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **{**DEMO_MODEL, **(model or {})})
+    config = TrainConfig(
+        model=model_cfg,
+        data=DataConfig(train_npy, val_npy, batch_size=batch_size),
+        optim=OptimConfig(lr=lr, min_lr=lr / 10, warmup_iters=0, weight_decay=0.1),
+        out_dir=run_dir,
+        seed=seed,
+        device="cpu",
+        progress=progress,
+    )
+    if max_steps is None:  # 9 validations of 10 forward-only batches cost ~30 steps
+        max_steps = max(int(minutes * 60 * 0.95 / _seconds_per_step(config)) - 30, 10)
+    warmup = min(max_steps // 10, 100)
+    config = TrainConfig.from_dict(
+        {
+            **config.to_dict(),
+            "max_steps": max_steps,
+            "optim": {**config.to_dict()["optim"], "warmup_iters": warmup},
+            "eval_interval": max(max_steps // 8, 1),
+            "eval_batches": 10,
+            "log_interval": max(max_steps // 50, 1),
+            "checkpoint_interval": 0,
+        }
+    )
+    log(f"[4/5] training {model_cfg.num_layers} layers x {model_cfg.d_model} for {max_steps} steps")
+    result = train(config)
+
+    log("[5/5] a story from the model:")
+    lm = load_model(result.checkpoint)
+    story = sample_text(
+        lm,
+        tokenizer,
+        "Once upon a time",
+        temperature=0.8,
+        top_p=0.95,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    log("Once upon a time" + story)
+    plot = ""
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot = plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
+    else:
+        log("(no loss.png: matplotlib is not installed; pip install matplotlib)")
+    log(
+        f"\nEverything is in {out_dir}/: corpus train.txt / val.txt, tokenizer/, train.npy / "
+        f"val.npy, run/ (checkpoint.pt, metrics.jsonl){', loss.png' if plot else ''}.\n"
+        f"Sample more with: cs336 generate --checkpoint {result.checkpoint} "
+        f'--tokenizer {tok_dir} --prompt "Once upon a time"'
+    )
+    return DemoResult(
+        out_dir=out_dir,
+        corpus=(train_txt, val_txt),
+        tokenizer=tok_dir,
+        tokens=(train_npy, val_npy),
+        run_dir=run_dir,
+        plot=plot,
+        story=story,
+        val_losses=result.val_losses,
+    )

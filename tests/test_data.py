@@ -1,0 +1,125 @@
+"""Token files and batches: get_batch on a memmap (ranges, shift by one, dtype, device),
+sequential validation batches, and every bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cs336 import get_batch, open_tokens
+from cs336.data import check_tokens, eval_batches, max_token_id
+
+
+@pytest.fixture
+def memmap(tmp_path):
+    path = tmp_path / "tokens.npy"
+    np.save(path, np.arange(1000, dtype=np.uint16))
+    return open_tokens(path)
+
+
+def test_open_tokens_is_a_read_only_memmap(memmap):
+    assert isinstance(memmap, np.memmap)
+    with pytest.raises(ValueError):
+        memmap[0] = 1
+
+
+def test_get_batch_on_a_memmap(memmap):
+    x, y = get_batch(memmap, 16, 32, "cpu")
+    assert x.shape == y.shape == (16, 32)
+    assert x.dtype == y.dtype == torch.int64
+    assert x.device.type == "cpu"
+    # tokens are 0..999, so each row is start, start+1, ... and y is x shifted by one
+    assert torch.equal(y, x + 1)
+    assert torch.equal(x, x[:, :1] + torch.arange(32))
+
+
+@given(
+    n=st.integers(2, 300),
+    batch=st.integers(1, 8),
+    ctx=st.integers(1, 40),
+    seed=st.integers(0, 2**31),
+)
+def test_starts_stay_in_range(n, batch, ctx, seed):
+    tokens = np.arange(n, dtype=np.int64)
+    if n < ctx + 1:
+        with pytest.raises(ValueError, match="at least"):
+            get_batch(tokens, batch, ctx, "cpu")
+        return
+    g = torch.Generator().manual_seed(seed)
+    x, y = get_batch(tokens, batch, ctx, "cpu", generator=g)
+    starts = x[:, 0]
+    assert int(starts.min()) >= 0
+    assert int(starts.max()) <= n - ctx - 1
+    assert torch.equal(y, x + 1)
+
+
+def test_every_start_is_reachable():
+    tokens = np.arange(7)
+    g = torch.Generator().manual_seed(0)
+    x, _ = get_batch(tokens, 500, 4, "cpu", generator=g)
+    assert set(x[:, 0].tolist()) == {0, 1, 2}  # [0, len - ctx - 1]
+
+
+def test_a_seeded_generator_repeats_batches(memmap):
+    a = get_batch(memmap, 4, 8, "cpu", generator=torch.Generator().manual_seed(3))
+    b = get_batch(memmap, 4, 8, "cpu", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_unusable_device_surfaces_torchs_own_error(memmap):
+    with pytest.raises(RuntimeError) as ours:
+        get_batch(memmap, 2, 4, "not-a-device")
+    with pytest.raises(RuntimeError) as torchs:
+        torch.device("not-a-device")
+    assert str(ours.value) == str(torchs.value)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_arrive_on_the_device(memmap):
+    x, y = get_batch(memmap, 4, 8, "cuda")
+    assert x.is_cuda and y.is_cuda and torch.equal(y.cpu(), x.cpu() + 1)
+
+
+@pytest.mark.parametrize(("batch", "ctx"), [(0, 4), (2, 0)])
+def test_bad_sizes(memmap, batch, ctx):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        get_batch(memmap, batch, ctx, "cpu")
+
+
+def test_eval_batches_are_sequential_and_cover_the_file():
+    tokens = np.arange(23)
+    batches = list(eval_batches(tokens, 2, 4, "cpu"))
+    starts = [row[0] for x, _ in batches for row in x.tolist()]
+    assert starts == [0, 4, 8, 12, 16]  # (23 - 1) // 4 = 5 windows; the last batch has 1
+    assert [len(x) for x, _ in batches] == [2, 2, 1]
+    for x, y in batches:
+        assert torch.equal(y, x + 1)
+    assert len(list(eval_batches(tokens, 2, 4, "cpu", max_batches=1))) == 1
+
+
+def test_open_tokens_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        open_tokens(tmp_path / "missing.npy")
+    np.save(tmp_path / "2d.npy", np.zeros((2, 3), dtype=np.uint16))
+    with pytest.raises(ValueError, match=r"1-D integer array.*\(2, 3\)"):
+        open_tokens(tmp_path / "2d.npy")
+    np.save(tmp_path / "float.npy", np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        open_tokens(tmp_path / "float.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an npy file at all")
+    with pytest.raises(ValueError, match="not a readable .npy"):
+        open_tokens(tmp_path / "junk.npy")
+
+
+def test_check_tokens_names_the_id_beyond_the_vocabulary():
+    tokens = np.array([1, 2, 300, 4, 5], dtype=np.uint16)
+    check_tokens(tokens, 2, 301, "t.npy")
+    with pytest.raises(ValueError, match=r"t.npy contains token id 300.*vocab_size is 300"):
+        check_tokens(tokens, 2, 300, "t.npy")
+    with pytest.raises(ValueError, match="has 5 tokens"):
+        check_tokens(tokens, 5, 1000, "t.npy")
+    assert max_token_id(tokens) == 300
