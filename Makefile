@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.cs336-deps-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # Serialises builds into the shared virtualenv.
 LOCK := flock $(VENV)/.build-lock
+# Builds the extension and installs the package (editable) with its dependencies.
+MATURIN := env VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop -q --extras test,plot,interop
 
 .PHONY: venv build build-dev inplace test test-rs test-py lint demo bench stubtest
 
@@ -17,21 +19,16 @@ venv: $(DEPS_STAMP)
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip "maturin>=1.9.4,<2" ruff mypy
-	@# Install the declared dependencies (torch, numpy, test tools) without building us yet.
-	$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-	  print("\n".join(p["dependencies"] + [d for k in ("test", "plot", "interop") for d in p["optional-dependencies"][k]]))' \
-	  > $(VENV)/requirements.txt
-	$(BIN)/python -m pip install -q -r $(VENV)/requirements.txt
 	@touch $@
 
 ## build the extension in release mode into the virtualenv (editable: Python edits are live)
 build: venv
-	$(LOCK) $(BIN)/maturin develop --release -q
+	$(LOCK) $(MATURIN) --release
 	@$(BIN)/python -c "import cs336._core" || (echo "the extension did not build"; exit 1)
 
 ## unoptimised build, faster to compile
 build-dev: venv
-	$(LOCK) $(BIN)/maturin develop -q
+	$(LOCK) $(MATURIN)
 
 ## build the extension into python/cs336/ without installing it; then run Python with
 ## PYTHONPATH=python (each git worktree gets its own build this way)
@@ -59,5 +56,12 @@ test: test-rs lint test-py
 demo: build
 	$(BIN)/cs336 demo --out demo
 
+## the extension's stub against the compiled module
+stubtest: build
+	$(BIN)/python -m mypy.stubtest cs336._core --ignore-missing-stub
+
+## side-by-side benchmarks against the peer tools (see benchmarks/RESULTS.md)
 bench: build
+	$(BIN)/python benchmarks/bench_pretokenize.py
 	$(BIN)/python benchmarks/bench_train_bpe.py
+	$(BIN)/python benchmarks/bench_encode.py

@@ -47,7 +47,7 @@ _LAZY = {
     **dict.fromkeys(["save_checkpoint", "load_checkpoint"], "cs336.checkpoint"),
     **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.config"),
     "train": "cs336.training",
-    "generate": "cs336.generate",
+    "generate": "cs336.generation",
 }
 
 __all__ = ["GPT2_PATTERN", "BPETrainer", "Tokenizer", "train_bpe", "__version__", *_LAZY]

@@ -24,7 +24,7 @@ import torch
 from cs336._files import atomic_open
 from cs336.config import DataConfig, OptimConfig, TrainConfig
 from cs336.functional import cross_entropy
-from cs336.generate import EOT, load_model, sample_text
+from cs336.generation import EOT, load_model, sample_text
 from cs336.model import ModelConfig, TransformerLM
 from cs336.optim import AdamW
 from cs336.plot import plot_runs

@@ -1,5 +1,5 @@
 """``cs336 generate --checkpoint PATH --tokenizer DIR --prompt TEXT``: sample a continuation
-from a trained model (a thin front to :func:`cs336.generate.generate`)."""
+from a trained model (a thin front to :func:`cs336.generation.generate`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cs336.generate import load_model, sample_text
+    from cs336.generation import load_model, sample_text
     from cs336.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_dir(args.tokenizer)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cs336 import generate
-from cs336.generate import sample_next
+from cs336.generation import sample_next
 from cs336.model import ModelConfig, TransformerLM
 
 
