@@ -1,4 +1,4 @@
-"""Atomic file writes for the pipeline's outputs (checkpoints, JSON, plots, corpora)."""
+"""Atomic file writes: tokenizer files, checkpoints, JSON, plots, corpora."""
 
 from __future__ import annotations
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+
+from cs336._files import atomic_open
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -108,19 +109,10 @@ def read_merges(path: str | os.PathLike[str]) -> Merges:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so that ``path``
-    is either the old file or the complete new one, never a partial write."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` (UTF-8, ``\n`` line ends) to ``path`` atomically: ``path`` is either
+    the old file or the complete new one, never a partial write."""
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
 
 
 def write_vocab(path: str | os.PathLike[str], vocab: Vocab) -> None:
