@@ -470,8 +470,9 @@ impl Encoder {
         pretoken_ends && !self.special_straddles(text.as_bytes(), p)
     }
 
-    /// Whether `p` is right after a special token that the segmentation of any text
-    /// starting with `text` takes whole, whatever the pattern: an occurrence of a special
+    /// Whether `p` is right after a special token that the segmentation of `text` takes
+    /// whole (judged from the bytes up to `max_special_len - 1` past `p`, so text added
+    /// later cannot change it), whatever the pattern: an occurrence of a special
     /// token `t` ends at `p`, and no occurrence of any special token straddles `p` or
     /// the start `s` of `t`. Then every occurrence starting before `s` ends by `s`, so the
     /// leftmost-longest search reaches `s` and takes there the longest token that does not
