@@ -1,14 +1,18 @@
 //! BPE encoding and decoding.
 //!
 //! [`Encoder::encode`] splits the text on special tokens, pretokenizes each piece of
-//! ordinary text with the GPT-2 pattern and applies the merges within each pretoken:
+//! ordinary text with the model's pattern (GPT-2's by default) and applies the merges
+//! within each pretoken:
 //! repeatedly the adjacent pair with the lowest merge rank (the earliest-created merge),
 //! leftmost occurrence first. Distinct pretokens repeat a lot, so each call keeps a
 //! [`Cache`] of the ids of pretokens it has already encoded.
 //!
 //! Long inputs are cut into pieces that encode independently ([`Encoder::find_cut`]):
 //! that is what makes [`EncodeStream`] (constant memory over an iterator of chunks) and
-//! the parallel [`Encoder::encode_file`] give exactly the ids of one `encode` call.
+//! the parallel [`Encoder::encode_file`] give exactly the ids of one `encode` call. The
+//! cut rules inside ordinary text are proven for the GPT-2 pattern only; with a custom
+//! pattern the only cuts are right after special tokens, so memory is then proportional to
+//! the longest stretch of text between special tokens (the whole text when there are none).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -73,12 +77,16 @@ impl Encoder {
     /// Build the model. `vocab` lists `(id, bytes)`; every single byte must be a token.
     /// `merges` are `(left, right)` in creation order; both parts and their concatenation
     /// must be tokens. `special_tokens` are `(text, id)` with `id` in `vocab`; they are never
-    /// produced by merges, only by their literal occurrence in the text.
+    /// produced by merges, only by their literal occurrence in the text. `pattern` is the
+    /// pretokenization regex ([`crate::pretokenize::GPT2_PATTERN`] gets the fast scanner);
+    /// one that does not compile is [`Error::BadPattern`].
     pub fn new(
         vocab: &[(u32, Vec<u8>)],
         merges: &[(Vec<u8>, Vec<u8>)],
         special_tokens: &[(String, u32)],
+        pattern: &str,
     ) -> Result<Self> {
+        let pretokenizer = Pretokenizer::new(pattern)?;
         let size = vocab
             .iter()
             .map(|&(id, _)| id)
@@ -169,13 +177,18 @@ impl Encoder {
             special_ids: special_tokens.iter().map(|&(_, id)| id).collect(),
             max_special_len: texts.iter().map(|t| t.len()).max().unwrap_or(0),
             specials,
-            pretokenizer: Pretokenizer::gpt2(),
+            pretokenizer,
         })
     }
 
     /// One more than the largest token id.
     pub fn vocab_size(&self) -> usize {
         self.spans.len()
+    }
+
+    /// The pretokenization pattern.
+    pub fn pattern(&self) -> &str {
+        self.pretokenizer.pattern()
     }
 
     // ---- encode
@@ -393,16 +406,37 @@ impl Encoder {
     /// need `max_special_len - 1` bytes of text after them to be checked, so `hi` is
     /// clamped to that.
     ///
-    /// A cut is safe when the pretoken that ends at `p` is decided by the text before `p`
-    /// alone, the next one starts at `p` (the GPT-2 pattern has no look-behind), and no
-    /// special token occurrence straddles `p`. With `c1` the char before `p` and `c2` the
-    /// char at `p`, the pretoken ends at `p` when
+    /// With the GPT-2 pattern, a cut is safe when the pretoken that ends at `p` is decided
+    /// by the text before `p` alone, the next one starts at `p` (the GPT-2 pattern has no
+    /// look-behind), and no special token occurrence straddles `p`. With `c1` the char
+    /// before `p` and `c2` the char at `p`, the pretoken ends at `p` when
     /// - both are ASCII, `c1` is neither whitespace nor `'` (which starts contractions),
     ///   and they are of different classes (letter, digit, other, whitespace): letter,
     ///   digit and other runs are greedy and stop exactly there; or
     /// - `c1` is whitespace other than `' '`, and the chars on both sides of it are not
     ///   whitespace: then `c1` is a pretoken of its own, as `\s+(?!\S)` or as `\s+`.
+    ///
+    /// Any other pattern may look arbitrarily far ahead or behind, so the only safe cuts
+    /// are right after a special token (see [`Self::is_cut_after_special`]); with no
+    /// special tokens there is none.
     pub fn find_cut(&self, text: &str, lo: usize, hi: usize) -> Option<usize> {
+        if self.pretokenizer.uses_scanner() {
+            self.find_cut_by(text, lo, hi, Self::is_cut)
+        } else if self.special_ids.is_empty() {
+            None
+        } else {
+            self.find_cut_by(text, lo, hi, Self::is_cut_after_special)
+        }
+    }
+
+    /// The last position in `(lo, hi]` (clamped as in [`Self::find_cut`]) where `is_cut`.
+    fn find_cut_by(
+        &self,
+        text: &str,
+        lo: usize,
+        hi: usize,
+        is_cut: impl Fn(&Self, &str, usize) -> bool,
+    ) -> Option<usize> {
         let bytes = text.as_bytes();
         let hi = hi.min(
             bytes
@@ -411,7 +445,7 @@ impl Encoder {
         );
         let mut p = hi;
         while p > lo {
-            if p < bytes.len() && text.is_char_boundary(p) && self.is_cut(text, p) {
+            if p < bytes.len() && text.is_char_boundary(p) && is_cut(self, text, p) {
                 return Some(p);
             }
             p -= 1;
@@ -434,6 +468,23 @@ impl Encoder {
                 && !back.next().is_some_and(char::is_whitespace)
         };
         pretoken_ends && !self.special_straddles(text.as_bytes(), p)
+    }
+
+    /// Whether `p` is right after a special token that the segmentation of `text` takes
+    /// whole (judged from the bytes up to `max_special_len - 1` past `p`, so text added
+    /// later cannot change it), whatever the pattern: an occurrence of a special
+    /// token `t` ends at `p`, and no occurrence of any special token straddles `p` or
+    /// the start `s` of `t`. Then every occurrence starting before `s` ends by `s`, so the
+    /// leftmost-longest search reaches `s` and takes there the longest token that does not
+    /// pass `p`, which is `t`; pretokenization starts afresh after a special token, so the
+    /// two sides encode independently.
+    fn is_cut_after_special(&self, text: &str, p: usize) -> bool {
+        let bytes = text.as_bytes();
+        self.specials.tokens().iter().any(|t| {
+            bytes[..p].ends_with(t.as_bytes())
+                && !self.special_straddles(bytes, p - t.len())
+                && !self.special_straddles(bytes, p)
+        })
     }
 
     /// Whether an occurrence of a special token starts before `p` and ends after it.
@@ -868,9 +919,14 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pretokenize::GPT2_PATTERN;
 
-    /// Bytes, then `merges` (each creating the next id), then `specials`.
+    /// Bytes, then `merges` (each creating the next id), then `specials`; GPT-2's pattern.
     fn model(merges: &[(&str, &str)], specials: &[&str]) -> Encoder {
+        model_with(merges, specials, GPT2_PATTERN)
+    }
+
+    fn model_with(merges: &[(&str, &str)], specials: &[&str], pattern: &str) -> Encoder {
         let mut vocab: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
         let merges: Vec<(Vec<u8>, Vec<u8>)> = merges
             .iter()
@@ -886,8 +942,17 @@ mod tests {
                 (s.to_string(), vocab.len() as u32 - 1)
             })
             .collect();
-        Encoder::new(&vocab, &merges, &specials).unwrap()
+        Encoder::new(&vocab, &merges, &specials, pattern).unwrap()
     }
+
+    const LETTER_MERGES: [(&str, &str); 6] = [
+        ("a", "a"),
+        ("b", "a"),
+        ("aa", "a"),
+        ("aa", "aa"),
+        ("a", "b"),
+        ("ba", "aa"),
+    ];
 
     fn letters_model() -> Encoder {
         model(
@@ -1009,20 +1074,75 @@ mod tests {
         let bytes: Vec<(u32, Vec<u8>)> = (0..=255u8).map(|b| (b as u32, vec![b])).collect();
         let missing_byte = &bytes[1..];
         assert!(
-            matches!(Encoder::new(missing_byte, &[], &[]), Err(Error::BadModel(m)) if m.contains("0x00"))
+            matches!(Encoder::new(missing_byte, &[], &[], GPT2_PATTERN), Err(Error::BadModel(m)) if m.contains("0x00"))
         );
         let merge = [(b"a".to_vec(), b"b".to_vec())];
         assert!(
-            matches!(Encoder::new(&bytes, &merge, &[]), Err(Error::BadModel(m)) if m.contains("merge 0"))
+            matches!(Encoder::new(&bytes, &merge, &[], GPT2_PATTERN), Err(Error::BadModel(m)) if m.contains("merge 0"))
         );
         let special = [("<s>".to_string(), 300)];
         assert!(
-            matches!(Encoder::new(&bytes, &[], &special), Err(Error::BadModel(m)) if m.contains("300"))
+            matches!(Encoder::new(&bytes, &[], &special, GPT2_PATTERN), Err(Error::BadModel(m)) if m.contains("300"))
         );
         let huge = [(1u32 << 31, b"x".to_vec())];
         assert!(matches!(
-            Encoder::new(&huge, &[], &[]),
+            Encoder::new(&huge, &[], &[], GPT2_PATTERN),
             Err(Error::BadModel(_))
         ));
+        assert!(matches!(
+            Encoder::new(&bytes, &[], &[], "(a"),
+            Err(Error::BadPattern { .. })
+        ));
+    }
+
+    /// A pattern with look-around: pretokens can depend on text far away on both sides.
+    const LOOKAROUND: &str = r"(?<=a)a+|[ab]+(?=b)|\S+|\s+";
+
+    #[test]
+    fn custom_pattern_cuts_only_right_after_special_tokens() {
+        let enc = model_with(&LETTER_MERGES, &["<s>", "<s><s>", "s>x"], LOOKAROUND);
+        let text = "aab <s>ab<s><s>aaa<s>s>x b<s>x<s>aa ab";
+        let whole = enc.encode(text).unwrap();
+        let mut cuts = Vec::new();
+        for p in 1..text.len() {
+            if enc.find_cut(text, p - 1, p) == Some(p) {
+                let mut parts = enc.encode(&text[..p]).unwrap();
+                parts.extend(enc.encode(&text[p..]).unwrap());
+                assert_eq!(parts, whole, "cut at {p} in {text:?}");
+                cuts.push(p);
+            }
+        }
+        // After each special token the search takes, but not inside "<s><s>" (taken whole)
+        // nor around the overlapping "<s>x" (where "s>x" straddles the end of "<s>").
+        assert_eq!(cuts, [7, 15, 21, 24, 33]);
+        let plain = model_with(&LETTER_MERGES, &[], LOOKAROUND);
+        assert_eq!(plain.find_cut("ab ab", 0, 5), None);
+    }
+
+    #[test]
+    fn custom_pattern_stream_equals_encode_for_any_chunking() {
+        for specials in [&["<s>", "<s><s>"][..], &[]] {
+            let enc = model_with(&LETTER_MERGES, specials, LOOKAROUND);
+            let text = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
+            let whole = enc.encode(text).unwrap();
+            let chars: Vec<char> = text.chars().collect();
+            for size in 1..8 {
+                let mut stream = EncodeStream::default();
+                let mut out = Vec::new();
+                for chunk in chars.chunks(size) {
+                    let chunk: String = chunk.iter().collect();
+                    stream.feed(&enc, &chunk, &mut out).unwrap();
+                }
+                stream.finish(&enc, &mut out).unwrap();
+                assert_eq!(out, whole, "chunks of {size} chars, specials {specials:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn backtrack_limit_is_an_error() {
+        let enc = model_with(&[], &[], r"(?:(?=a)a|a)+c");
+        let text = "a".repeat(40) + "b";
+        assert!(matches!(enc.encode(&text), Err(Error::BadPattern { .. })));
     }
 }

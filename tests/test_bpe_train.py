@@ -235,6 +235,20 @@ def test_trainer_returns_a_tokenizer(tmp_path):
         assert tokenizer.decode(tokenizer.encode(sample)) == sample
 
 
+def test_trainer_returns_a_tokenizer_with_its_pattern(tmp_path):
+    text = f"the cat sat on the mat{EOT}the dog sat on the log{EOT}" * 3
+    pattern = r" ?[a-z]+(?= )|\S+|\s+"
+    trainer = BPETrainer(290, [EOT], pattern=pattern)
+    vocab, merges = ref.train(text, 290, [EOT], pattern=pattern)
+    sample = f"the cat sat{EOT}on a log  the"
+    for tokenizer in (
+        trainer.train(write(tmp_path, text)),
+        trainer.train_from_iterator([text]),
+    ):
+        assert tokenizer.pattern == pattern
+        assert tokenizer.encode(sample) == ref.encode(sample, vocab, merges, [EOT], pattern)
+
+
 def test_ctrl_c_while_training_on_a_file(tmp_path):
     # SIGALRM's handler raises KeyboardInterrupt as Ctrl-C would; Rust polls for signals
     # between blocks (4 KB here), so the run stops soon after the alarm.

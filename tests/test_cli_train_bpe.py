@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import cs336
+from cs336 import GPT2_PATTERN, Tokenizer
 from cs336 import reference_bpe as ref
 from cs336.cli import main
 from cs336.gpt2_format import read_dir
@@ -32,9 +33,10 @@ def test_train_save_and_load_back(corpus, tmp_path, capfd):
         + ["--out", str(out), "--quiet"]
     )
     assert rc == 0
-    vocab, merges, specials = read_dir(out)
+    vocab, merges, specials, pattern = read_dir(out)
     assert (vocab, merges) == ref.train(CORPUS, 280, [EOT])
     assert specials == [EOT]
+    assert pattern == GPT2_PATTERN and not (out / "pattern.txt").exists()
     stdout, stderr = capfd.readouterr()
     assert "peak memory" in stdout and f"vocab size {len(vocab)}" in stdout
     assert f"{len(merges)} merges" in stdout
@@ -44,6 +46,20 @@ def test_train_save_and_load_back(corpus, tmp_path, capfd):
     assert stderr == ""  # --quiet: no progress lines
 
 
+def test_custom_pattern_is_saved(corpus, tmp_path, capfd):
+    out = tmp_path / "tok"
+    pattern = r"\S+(?=\s)|\S+|\s+"
+    args = ["train-bpe", str(corpus), "--vocab-size", "280", "--special-token", EOT]
+    assert main([*args, "--pattern", pattern, "--out", str(out), "--quiet"]) == 0
+    assert (out / "pattern.txt").read_text(encoding="utf-8") == pattern
+    assert str(out / "pattern.txt") in capfd.readouterr().out
+    vocab, merges = ref.train(CORPUS, 280, [EOT], pattern=pattern)
+    tok = Tokenizer.from_dir(out)
+    assert tok.pattern == pattern
+    text = f"the cat{EOT} sat  on\n the mat"
+    assert tok.encode(text) == ref.encode(text, vocab, merges, [EOT], pattern)
+
+
 def test_several_inputs_and_progress(corpus, tmp_path, capfd):
     other = tmp_path / "other.txt"
     other.write_text("zebra zebra", encoding="utf-8")
@@ -51,7 +67,7 @@ def test_several_inputs_and_progress(corpus, tmp_path, capfd):
     assert (
         main(["train-bpe", str(corpus), str(other), "--vocab-size", "300", "--out", str(out)]) == 0
     )
-    _, merges, _ = read_dir(out)
+    _, merges, _, _ = read_dir(out)
     assert merges == ref.train([CORPUS, "zebra zebra"], 300)[1]
     assert "[train-bpe" in capfd.readouterr().err
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cs336 import Tokenizer, gpt2_format, train_bpe
+from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format, train_bpe
 
 EOT = "<|endoftext|>"
 
@@ -60,6 +60,19 @@ def test_trained_tokenizer_round_trips_through_a_directory(tmp_path):
     assert (back.vocab, back.merges, back.special_tokens) == (vocab, merges, [EOT, "<pad>"])
     text = corpus.read_text(encoding="utf-8")
     assert back.encode(text) == tok.encode(text)
+    assert back.pattern == GPT2_PATTERN and not (directory / "pattern.txt").exists()
+
+
+def test_a_custom_pattern_round_trips_exactly_through_a_directory(tmp_path):
+    vocab = {i: bytes([i]) for i in range(256)}
+    pattern = "\n+|[^\n]+(?=\n)|[^\n]+\r\n"  # real newlines: saved byte for byte
+    directory = gpt2_format.write_dir(tmp_path, vocab, [], [EOT], pattern)
+    assert (directory / "pattern.txt").read_bytes() == pattern.encode()
+    assert gpt2_format.read_dir(directory) == (vocab, [], [EOT], pattern)
+    # Saving GPT-2's pattern again removes the stale file.
+    gpt2_format.write_dir(tmp_path, vocab, [], [EOT])
+    assert not (directory / "pattern.txt").exists()
+    assert gpt2_format.read_dir(directory)[3] == GPT2_PATTERN
 
 
 def test_a_folder_with_gpt2s_two_files_is_a_tokenizer_directory(shared_data, tmp_path):

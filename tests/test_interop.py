@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cs336 import Tokenizer, interop, train_bpe
+from cs336 import BPETrainer, Tokenizer, train_bpe
 
 tiktoken = pytest.importorskip("tiktoken")
 tokenizers = pytest.importorskip("tokenizers")
@@ -71,15 +71,16 @@ def test_from_tiktoken_recovers_the_model(gpt2, trained):
         )
 
 
-def test_from_tiktoken_rejects_other_patterns(gpt2):
-    enc = tiktoken.Encoding(
-        "words",
-        pat_str=r"\S+|\s+",
-        mergeable_ranks={bytes([i]): i for i in range(256)},
-        special_tokens={},
-    )
-    with pytest.raises(ValueError, match="GPT-2's only"):
-        interop.from_tiktoken(enc)
+def test_exports_and_imports_keep_a_custom_pattern(shared_data, tmp_path, multilingual):
+    path = shared_data("multilingual/multilingual_mix.txt")
+    tok = BPETrainer(600, [EOT], pattern=r"\S+|\s+").train(path)
+    expected = tok.encode(multilingual)
+    enc = tok.to_tiktoken()
+    assert enc.encode(multilingual, allowed_special="all") == expected
+    back = Tokenizer.from_tiktoken(enc)
+    assert back.pattern == tok.pattern and back.encode(multilingual) == expected
+    hf = tokenizers.Tokenizer.from_file(str(tok.save_hf_tokenizer_json(tmp_path / "t.json")))
+    assert hf.encode(multilingual).ids == expected
 
 
 def test_hf_tokenizer_json_encodes_and_decodes_identically(gpt2, trained, hf, multilingual):

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cs336.tokenizer
-from cs336 import Tokenizer, reference_bpe
+from cs336 import GPT2_PATTERN, Tokenizer, reference_bpe
 
 EOT = "<|endoftext|>"
 BYTES = {i: bytes([i]) for i in range(256)}
@@ -371,3 +371,101 @@ def test_encode_file_progress_exception_stops_and_cleans_up(gpt2, tmp_path):
     with pytest.raises(RuntimeError, match="stop at 12000"):
         gpt2._core.encode_file(src, tmp_path / "ids.npy", None, boom)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+# ---- custom pretokenization patterns
+
+# Plain, and with look-ahead and look-behind (fancy-regex and the regex module agree on
+# these; the encoder can cut such text only right after special tokens).
+PATTERNS = [
+    r"\S+|\s+",
+    r"(?<=[0-9])[0-9]|[0-9]| ?[a-z]+(?=[ .,!?])| ?[a-z]+|\s+(?!\S)|\s+|\S",
+]
+
+# Pieces of the training corpus below, so that merges apply across pattern boundaries.
+CUSTOM_TEXT = st.lists(
+    st.one_of(
+        ALPHABET,
+        st.sampled_from(["low", "er", "est", "new", "cat's", "hat.", "end!", "345", "  "]),
+    ),
+    max_size=40,
+).map("".join)
+
+
+@pytest.fixture(scope="module", params=PATTERNS)
+def custom(request) -> tuple[Tokenizer, Tokenizer, list, list]:
+    """Tokenizers trained by the reference with a custom pattern, with and without the
+    special token, and the reference's vocab and merges."""
+    pattern = request.param
+    corpus = "low lower lowest newer 12 345 the cat's hat. Tabs\tand  spaces  end!" * 3
+    vocab, merges = reference_bpe.train(corpus + EOT + " 日本 🙂", 256 + 40 + 1, [EOT], pattern)
+    with_eot = Tokenizer(vocab, merges, [EOT], pattern=pattern)
+    without = Tokenizer(
+        {i: t for i, t in vocab.items() if t != EOT.encode()}, merges, pattern=pattern
+    )
+    return with_eot, without, vocab, merges
+
+
+@given(text=CUSTOM_TEXT)
+def test_custom_pattern_encoder_equals_the_reference(custom, text):
+    with_eot, without, vocab, merges = custom
+    pattern = with_eot.pattern
+    assert with_eot.encode(text) == reference_bpe.encode(text, vocab, merges, [EOT], pattern)
+    assert without.encode(text) == reference_bpe.encode(text, vocab, merges, [], pattern)
+
+
+@given(text=CUSTOM_TEXT, data=st.data())
+def test_custom_pattern_encode_iterable_equals_encode_at_every_split(custom, text, data):
+    for tok in custom[:2]:
+        expected = tok.encode(text)
+        for cut in range(len(text) + 1):
+            assert list(tok.encode_iterable([text[:cut], text[cut:]])) == expected
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+        chunks = [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
+        assert list(tok.encode_iterable(chunks)) == expected
+        assert list(tok.encode_iterable(iter(text))) == expected
+
+
+def test_custom_pattern_encode_file_equals_encode(custom, tmp_path):
+    np = pytest.importorskip("numpy")
+    # > 1 MB, so with the special token the file is cut into blocks encoded in parallel;
+    # without it the whole file is one piece.
+    text = f"low 12 345, the cat's hat.\n\n  lowest{EOT}\r\n\x0b日本" * 25_000
+    for tok in custom[:2]:
+        out = tmp_path / "ids.npy"
+        tok.encode_file(write(tmp_path / "in.txt", text), out, num_threads=2)
+        assert np.load(out).tolist() == tok.encode(text)
+
+
+def test_custom_pattern_round_trips_through_a_directory(custom, tmp_path):
+    tok = custom[0]
+    assert tok.pattern in PATTERNS and "pattern=" in repr(tok)
+    directory = tok.save_dir(tmp_path / "tok")
+    assert (directory / "pattern.txt").read_text(encoding="utf-8") == tok.pattern
+    back = Tokenizer.from_dir(directory)
+    assert (back.pattern, back.vocab, back.merges) == (tok.pattern, tok.vocab, tok.merges)
+    text = "the 12 lowest cats.  end"
+    assert back.encode(text) == tok.encode(text)
+    tok.save(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    again = Tokenizer.from_files(
+        tmp_path / "vocab.json", tmp_path / "merges.txt", [EOT], pattern=tok.pattern
+    )
+    assert again.encode(text) == tok.encode(text)
+
+
+def test_default_pattern_is_gpt2s_and_saves_no_pattern_file(small, tmp_path):
+    assert small.pattern == GPT2_PATTERN and "pattern=" not in repr(small)
+    assert not (small.save_dir(tmp_path / "tok") / "pattern.txt").exists()
+
+
+def test_bad_patterns():
+    with pytest.raises(ValueError, match="bad pretokenization pattern"):
+        Tokenizer(BYTES, [], pattern="(unclosed")
+    with pytest.raises(TypeError, match="pattern must be a str"):
+        Tokenizer(BYTES, [], pattern=None)  # type: ignore[arg-type]
+    # Exponential backtracking: fancy-regex's limit is a ValueError, not a crash.
+    tok = Tokenizer(BYTES, [], pattern=r"(?:(?=a)a|a)+c")
+    with pytest.raises(ValueError, match="backtracking"):
+        tok.encode("a" * 40 + "b")
+    with pytest.raises(ValueError, match="backtracking"):
+        list(tok.encode_iterable(["a" * 20, "a" * 20 + "b"]))

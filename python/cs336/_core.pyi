@@ -70,14 +70,20 @@ class Encoder:
         vocab: list[tuple[int, bytes]],
         merges: list[tuple[bytes, bytes]],
         special_tokens: list[tuple[str, int]],
+        pattern: str,
     ) -> Encoder:
         """Raises ValueError when a byte, a merge's token or a special token's id is
-        missing from ``vocab``. Of two ids with the same bytes, encoding produces the
-        larger."""
+        missing from ``vocab``, or ``pattern`` does not compile. Of two ids with the same
+        bytes, encoding produces the larger. With a pattern other than ``GPT2_PATTERN``,
+        text is only cut (for streaming and parallel files) right after special tokens."""
 
     @property
     def vocab_size(self) -> int:
         """One more than the largest token id."""
+
+    @property
+    def pattern(self) -> str:
+        """The pretokenization pattern."""
 
     def encode(self, text: str) -> list[int]: ...
     def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:

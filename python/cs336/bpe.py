@@ -173,18 +173,19 @@ class BPETrainer:
         return _vocab(merges, self.special_tokens), merges
 
     def train(self, paths: StrPath | Sequence[StrPath]) -> Tokenizer:
-        """Train on one file or several and return a :class:`~cs336.tokenizer.Tokenizer`."""
+        """Train on one file or several and return a :class:`~cs336.tokenizer.Tokenizer`
+        (which pretokenizes with this trainer's pattern)."""
         from cs336.tokenizer import Tokenizer
 
         vocab, merges = self.train_raw(paths)
-        return Tokenizer(vocab, merges, self.special_tokens)
+        return Tokenizer(vocab, merges, self.special_tokens, pattern=self.pattern)
 
     def train_from_iterator(self, texts: Iterable[str]) -> Tokenizer:
         """Train on an iterable of strings and return a :class:`~cs336.tokenizer.Tokenizer`."""
         from cs336.tokenizer import Tokenizer
 
         vocab, merges = self.train_raw_from_iterator(texts)
-        return Tokenizer(vocab, merges, self.special_tokens)
+        return Tokenizer(vocab, merges, self.special_tokens, pattern=self.pattern)
 
 
 def train_bpe(

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from cs336._core import GPT2_PATTERN
 from cs336._files import atomic_open
 
 Vocab = dict[int, bytes]
@@ -132,17 +133,25 @@ def write_merges(path: str | os.PathLike[str], merges: Iterable[tuple[bytes, byt
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-# A tokenizer directory: vocab.json + merges.txt (GPT-2's files) + special_tokens.json.
+# A tokenizer directory: vocab.json + merges.txt (GPT-2's files) + special_tokens.json,
+# and pattern.txt when the pretokenization pattern is not GPT-2's.
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 SPECIAL_TOKENS_FILE = "special_tokens.json"
+PATTERN_FILE = "pattern.txt"
 
 
 def write_dir(
-    directory: str | os.PathLike[str], vocab: Vocab, merges: Merges, special_tokens: list[str]
+    directory: str | os.PathLike[str],
+    vocab: Vocab,
+    merges: Merges,
+    special_tokens: list[str],
+    pattern: str = GPT2_PATTERN,
 ) -> Path:
     """Save a tokenizer as ``directory/{vocab.json, merges.txt, special_tokens.json}``
-    (the directory is created when missing). Returns the directory."""
+    (the directory is created when missing), plus ``pattern.txt`` holding ``pattern``
+    exactly (no added newline) when it is not GPT-2's; a stale ``pattern.txt`` from an
+    earlier save is removed. Returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_vocab(directory / VOCAB_FILE, vocab)
@@ -150,12 +159,17 @@ def write_dir(
     atomic_write_text(
         directory / SPECIAL_TOKENS_FILE, json.dumps(list(special_tokens), ensure_ascii=False) + "\n"
     )
+    if pattern == GPT2_PATTERN:
+        (directory / PATTERN_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write_text(directory / PATTERN_FILE, pattern)
     return directory
 
 
-def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str]]:
-    """Load what :func:`write_dir` saved. ``special_tokens.json`` is optional (GPT-2's own
-    two files in a folder load too, with no special tokens)."""
+def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str], str]:
+    """Load what :func:`write_dir` saved: ``(vocab, merges, special_tokens, pattern)``.
+    ``special_tokens.json`` and ``pattern.txt`` are optional (GPT-2's own two files in a
+    folder load too, with no special tokens and GPT-2's pattern)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {directory}")
@@ -168,4 +182,9 @@ def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str
             specials = json.load(f)
         if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
             raise ValueError(f"{specials_path}: expected a JSON list of strings")
-    return vocab, merges, specials
+    pattern_path = directory / PATTERN_FILE
+    pattern = GPT2_PATTERN
+    if pattern_path.exists():
+        with open(pattern_path, encoding="utf-8", newline="") as f:
+            pattern = f.read()
+    return vocab, merges, specials, pattern

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs336 import _core, gpt2_format
+from cs336 import gpt2_format
 
 if TYPE_CHECKING:
     import tiktoken
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def to_tiktoken(tok: Tokenizer, name: str = "cs336") -> tiktoken.Encoding:
-    """A ``tiktoken.Encoding`` with the GPT-2 pattern, ranks = token ids and the special
+    """A ``tiktoken.Encoding`` with ``tok``'s pattern, ranks = token ids and the special
     tokens (pass ``allowed_special="all"`` to its ``encode`` to encode them).
 
     >>> enc = to_tiktoken(Tokenizer.from_dir("gpt2"))  # doctest: +SKIP
@@ -39,25 +39,20 @@ def to_tiktoken(tok: Tokenizer, name: str = "cs336") -> tiktoken.Encoding:
     special_ids = set(specials.values())
     ranks = {token: i for i, token in tok.vocab.items() if i not in special_ids}
     return tiktoken.Encoding(
-        name, pat_str=_core.GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+        name, pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=specials
     )
 
 
 def from_tiktoken(encoding: Any) -> Tokenizer:
-    """A Tokenizer with the vocabulary, merges and special tokens of a ``tiktoken.Encoding``
-    that uses the GPT-2 pattern (e.g. tiktoken's ``gpt2`` or :func:`to_tiktoken`'s output).
+    """A Tokenizer with the vocabulary, merges, special tokens and pretokenization pattern
+    of a ``tiktoken.Encoding`` (e.g. tiktoken's ``gpt2`` or :func:`to_tiktoken`'s output).
 
     Raises:
-        ValueError: the encoding uses another pretokenization pattern, or a token cannot be
-            built by merging two lower-ranked tokens.
+        ValueError: a token cannot be built by merging two lower-ranked tokens, or the
+            pattern does not compile in fancy-regex.
     """
     from cs336.tokenizer import Tokenizer
 
-    if encoding._pat_str != _core.GPT2_PATTERN:
-        raise ValueError(
-            f"encoding {encoding.name!r} uses the pattern {encoding._pat_str!r}; "
-            "cs336.Tokenizer supports GPT-2's only"
-        )
     ranks: dict[bytes, int] = dict(encoding._mergeable_ranks)
     merges = []
     for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
@@ -71,7 +66,7 @@ def from_tiktoken(encoding: Any) -> Tokenizer:
     vocab = {rank: token for token, rank in ranks.items()}
     specials: dict[str, int] = dict(encoding._special_tokens)
     vocab.update({i: s.encode("utf-8") for s, i in specials.items()})
-    return Tokenizer(vocab, merges, list(specials))
+    return Tokenizer(vocab, merges, list(specials), pattern=encoding._pat_str)
 
 
 def _bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
@@ -90,9 +85,11 @@ def _bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
 
 
 def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
-    """Write a Hugging Face ``tokenizer.json`` (byte-level BPE with the GPT-2 pattern; the
-    special tokens are added tokens) that ``tokenizers.Tokenizer.from_file`` loads and that
-    encodes like ``tok``. Written atomically; returns the path.
+    """Write a Hugging Face ``tokenizer.json`` (byte-level BPE splitting with ``tok``'s
+    pattern; the special tokens are added tokens) that ``tokenizers.Tokenizer.from_file``
+    loads and that encodes like ``tok`` (for a pattern whose matches cover all text, as
+    GPT-2's do: ``tokenizers`` keeps the text between matches, ``tok`` drops it). Written
+    atomically; returns the path.
 
     >>> import tokenizers  # doctest: +SKIP
     >>> path = to_hf_tokenizer_json(tok, "tokenizer.json")  # doctest: +SKIP
@@ -128,7 +125,7 @@ def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
             "pretokenizers": [
                 {
                     "type": "Split",
-                    "pattern": {"Regex": _core.GPT2_PATTERN},
+                    "pattern": {"Regex": tok.pattern},
                     "behavior": "Isolated",
                     "invert": False,
                 },

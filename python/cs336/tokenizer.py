@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cs336 import _core, gpt2_format
+from cs336._core import GPT2_PATTERN
 
 if TYPE_CHECKING:
     import tiktoken
@@ -52,9 +53,16 @@ class Tokenizer:
     when special tokens overlap, the longest match wins. Special tokens missing from
     ``vocab`` are appended with new ids after the largest one.
 
-    Encoding splits the text on special tokens, pretokenizes it with the GPT-2 pattern
-    (:data:`cs336.GPT2_PATTERN`) and applies the merges within each pretoken by rank
-    (earliest-created first). Given GPT-2's files, the ids are tiktoken's ``gpt2``.
+    Encoding splits the text on special tokens, pretokenizes it with ``pattern`` (a regex
+    in fancy-regex syntax; GPT-2's :data:`cs336.GPT2_PATTERN` by default, which runs a
+    fast hand-written scanner) and applies the merges within each pretoken by rank
+    (earliest-created first). Given GPT-2's files, the ids are tiktoken's ``gpt2``. Use
+    the pattern the tokenizer was trained with (``BPETrainer.train`` does).
+
+    :meth:`encode_iterable` and :meth:`encode_file` cut long text into pieces that encode
+    independently. With GPT-2's pattern there are cuts all through ordinary text; with any
+    other pattern only right after special tokens, so their memory then grows with the
+    longest stretch of text between special tokens (the whole text when there are none).
 
     >>> vocab = {i: bytes([i]) for i in range(256)} | {256: b"aa"}
     >>> tok = Tokenizer(vocab, [(b"a", b"a")], ["<s>"])
@@ -65,8 +73,8 @@ class Tokenizer:
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: the vocabulary lacks a byte or a merge's token, or a special token is
-            empty or given twice.
+        ValueError: the vocabulary lacks a byte or a merge's token, a special token is
+            empty or given twice, or ``pattern`` does not compile.
     """
 
     # ==== construction
@@ -76,7 +84,11 @@ class Tokenizer:
         vocab: dict[int, bytes],
         merges: Iterable[tuple[bytes, bytes]],
         special_tokens: Iterable[str] | None = None,
+        *,
+        pattern: str = GPT2_PATTERN,
     ) -> None:
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         if not isinstance(vocab, dict):
             raise TypeError(f"vocab must be a dict[int, bytes], got {type(vocab).__name__}")
         for token_id, token in vocab.items():
@@ -101,7 +113,7 @@ class Tokenizer:
         self._merges = merges
         self._special_ids = special_ids
         self._core = _core.Encoder(
-            list(vocab.items()), merges, [(t, special_ids[t]) for t in specials]
+            list(vocab.items()), merges, [(t, special_ids[t]) for t in specials], pattern
         )
 
     @classmethod
@@ -110,9 +122,12 @@ class Tokenizer:
         vocab_path: PathLike,
         merges_path: PathLike,
         special_tokens: Iterable[str] | None = None,
+        *,
+        pattern: str = GPT2_PATTERN,
     ) -> Tokenizer:
         """Load GPT-2's file format: ``vocab.json`` and ``merges.txt`` (OpenAI's
-        ``encoder.json`` and ``vocab.bpe`` load unchanged).
+        ``encoder.json`` and ``vocab.bpe`` load unchanged); ``pattern`` as in the
+        constructor (the files do not record it).
 
         >>> tok = Tokenizer.from_files("gpt2/vocab.json", "gpt2/merges.txt",
         ...                            ["<|endoftext|>"])  # doctest: +SKIP
@@ -125,30 +140,34 @@ class Tokenizer:
         """
         vocab = gpt2_format.read_vocab(vocab_path)
         merges = gpt2_format.read_merges(merges_path)
-        return cls(vocab, merges, special_tokens)
+        return cls(vocab, merges, special_tokens, pattern=pattern)
 
     def save(self, vocab_path: PathLike, merges_path: PathLike) -> None:
         """Write GPT-2's ``vocab.json`` and ``merges.txt`` (atomically; special tokens are
-        in the vocabulary but :meth:`from_files` needs them listed again)."""
+        in the vocabulary but :meth:`from_files` needs them listed again, and a custom
+        ``pattern`` passed again: :meth:`save_dir` keeps both)."""
         gpt2_format.write_vocab(vocab_path, self._vocab)
         gpt2_format.write_merges(merges_path, self._merges)
 
     @classmethod
     def from_dir(cls, directory: PathLike) -> Tokenizer:
-        """Load a tokenizer directory (``vocab.json``, ``merges.txt`` and the optional
-        ``special_tokens.json``), as written by :meth:`save_dir` and ``cs336 train-bpe``.
+        """Load a tokenizer directory (``vocab.json``, ``merges.txt``, the optional
+        ``special_tokens.json`` and the optional ``pattern.txt``, GPT-2's pattern when
+        absent), as written by :meth:`save_dir` and ``cs336 train-bpe``.
 
         Raises:
             FileNotFoundError: the directory or one of its files is missing.
-            ValueError: a file is malformed.
+            ValueError: a file is malformed or the pattern does not compile.
         """
-        vocab, merges, specials = gpt2_format.read_dir(directory)
-        return cls(vocab, merges, specials)
+        vocab, merges, specials, pattern = gpt2_format.read_dir(directory)
+        return cls(vocab, merges, specials, pattern=pattern)
 
     def save_dir(self, directory: PathLike) -> Path:
         """Save to ``directory`` (created when missing) in :meth:`from_dir`'s layout and
-        return its path."""
-        return gpt2_format.write_dir(directory, self._vocab, self._merges, self.special_tokens)
+        return its path (``pattern.txt`` only for a pattern other than GPT-2's)."""
+        return gpt2_format.write_dir(
+            directory, self._vocab, self._merges, self.special_tokens, self.pattern
+        )
 
     # ==== properties
 
@@ -172,6 +191,11 @@ class Tokenizer:
         return dict(self._special_ids)
 
     @property
+    def pattern(self) -> str:
+        """The pretokenization regex (:data:`cs336.GPT2_PATTERN` by default)."""
+        return self._core.pattern
+
+    @property
     def vocab_size(self) -> int:
         """The number of tokens, special tokens included."""
         return len(self._vocab)
@@ -180,9 +204,10 @@ class Tokenizer:
         return len(self._vocab)
 
     def __repr__(self) -> str:
+        pattern = "" if self.pattern == GPT2_PATTERN else f", pattern={self.pattern!r}"
         return (
             f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, "
-            f"special_tokens={self.special_tokens!r})"
+            f"special_tokens={self.special_tokens!r}{pattern})"
         )
 
     # ==== encode
@@ -196,6 +221,8 @@ class Tokenizer:
         Raises:
             TypeError: ``text`` is not a str.
             UnicodeEncodeError: ``text`` holds a lone surrogate.
+            ValueError: a custom ``pattern`` fails to match (fancy-regex's backtracking
+                limit).
             MemoryError: the ids do not fit in memory.
         """
         if not isinstance(text, str):
@@ -204,8 +231,10 @@ class Tokenizer:
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenation of the strings in ``iterable`` (e.g. an
-        open text file), in constant memory: exactly ``encode("".join(iterable))``, whatever
-        the chunk boundaries. Only the text after the last safe cut point is held back.
+        open text file): exactly ``encode("".join(iterable))``, whatever the chunk
+        boundaries. Only the text after the last safe cut point is held back, which keeps
+        memory constant with GPT-2's pattern; with another pattern it is all the text since
+        the last special token (see the class docs).
 
         >>> tok = Tokenizer({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")])
         >>> list(tok.encode_iterable(["a", "b"]))
@@ -256,7 +285,9 @@ class Tokenizer:
     ) -> EncodeFileStats:
         """Encode the UTF-8 text file ``input_path`` into a ``.npy`` array of token ids at
         ``output_path`` (``uint16`` when the vocabulary fits, else ``uint32``), streaming
-        the file in blocks encoded in parallel. The ids equal ``encode(whole text)``. The
+        the file in blocks encoded in parallel (with a pattern other than GPT-2's, blocks
+        end only after special tokens; see the class docs). The ids equal
+        ``encode(whole text)``. The
         array is written to a temporary file and renamed at the end: after an error there
         is no output file. Read it back with ``np.load(output_path, mmap_mode="r")``.
 

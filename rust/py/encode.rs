@@ -86,13 +86,15 @@ impl Encoder {
         vocab: Vec<(u32, PyBackedBytes)>,
         merges: Vec<(PyBackedBytes, PyBackedBytes)>,
         special_tokens: Vec<(String, u32)>,
+        pattern: &str,
     ) -> PyResult<Self> {
         let vocab: Vec<(u32, Vec<u8>)> = vocab.into_iter().map(|(i, b)| (i, b.to_vec())).collect();
         let merges: Vec<(Vec<u8>, Vec<u8>)> = merges
             .into_iter()
             .map(|(a, b)| (a.to_vec(), b.to_vec()))
             .collect();
-        let inner = py.detach(|| encode::Encoder::new(&vocab, &merges, &special_tokens))?;
+        let inner =
+            py.detach(|| encode::Encoder::new(&vocab, &merges, &special_tokens, pattern))?;
         let ints = make_ints(py, inner.vocab_size())?;
         Ok(Encoder {
             inner: Arc::new(inner),
@@ -103,6 +105,11 @@ impl Encoder {
     #[getter]
     fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
+    }
+
+    #[getter]
+    fn pattern(&self) -> &str {
+        self.inner.pattern()
     }
 
     // ---- encode

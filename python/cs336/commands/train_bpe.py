@@ -2,7 +2,8 @@
 
     cs336 train-bpe corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
 
-writes ``tok/vocab.json``, ``tok/merges.txt`` and ``tok/special_tokens.json`` (loadable with
+writes ``tok/vocab.json``, ``tok/merges.txt``, ``tok/special_tokens.json`` and, with
+``--pattern``, ``tok/pattern.txt`` (loadable with ``cs336.Tokenizer.from_dir`` or
 ``cs336.gpt2_format.read_dir``) and prints the wall time, peak memory, vocabulary size,
 number of merges and the longest token.
 """
@@ -46,8 +47,14 @@ def peak_rss_mb() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336.bpe import BPETrainer
-    from cs336.gpt2_format import MERGES_FILE, SPECIAL_TOKENS_FILE, VOCAB_FILE, write_dir
+    from cs336.bpe import GPT2_PATTERN, BPETrainer
+    from cs336.gpt2_format import (
+        MERGES_FILE,
+        PATTERN_FILE,
+        SPECIAL_TOKENS_FILE,
+        VOCAB_FILE,
+        write_dir,
+    )
 
     start = time.perf_counter()
     trainer = BPETrainer(
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
     vocab, merges = trainer.train_raw(args.inputs)
     elapsed = time.perf_counter() - start
-    write_dir(args.out, vocab, merges, args.special_tokens)
+    write_dir(args.out, vocab, merges, args.special_tokens, args.pattern)
 
     # The longest learned token (special tokens are given, not learned).
     longest = max((a + b for a, b in merges), key=len, default=b"")
@@ -69,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         f"longest learned token: {longest.decode('utf-8', errors='replace')!r} "
         f"({len(longest)} bytes)"
     )
-    for name in (VOCAB_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE):
+    names = [VOCAB_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE]
+    if args.pattern != GPT2_PATTERN:
+        names.append(PATTERN_FILE)
+    for name in names:
         print(f"wrote {args.out / name}")
     return 0
