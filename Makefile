@@ -62,6 +62,7 @@ stubtest: build
 
 ## side-by-side benchmarks against the peer tools (see benchmarks/RESULTS.md)
 bench: build
+	$(BIN)/python -m pip install -q rustbpe bpeasy tokie regex
 	$(BIN)/python benchmarks/bench_pretokenize.py
 	$(BIN)/python benchmarks/bench_train_bpe.py
 	$(BIN)/python benchmarks/bench_encode.py
