@@ -4,8 +4,11 @@
 //! ordinary text with the model's pattern (GPT-2's by default) and applies the merges
 //! within each pretoken:
 //! repeatedly the adjacent pair with the lowest merge rank (the earliest-created merge),
-//! leftmost occurrence first. Distinct pretokens repeat a lot, so each call keeps a
-//! [`Cache`] of the ids of pretokens it has already encoded.
+//! leftmost occurrence first. Distinct pretokens repeat a lot, so encoding keeps a
+//! [`Cache`] of the ids of pretokens already encoded. The caches outlive the calls: the
+//! encoder holds a small pool of them, and each call (each thread of a parallel call) takes
+//! one for its own use and gives it back after, so many small calls stay warm without two
+//! threads ever sharing a cache.
 //!
 //! Long inputs are cut into pieces that encode independently ([`Encoder::find_cut`]):
 //! that is what makes [`EncodeStream`] (constant memory over an iterator of chunks) and
@@ -18,7 +21,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::Read;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -36,8 +41,12 @@ const NO_MERGE: PackedMerge = u64::MAX;
 /// short pieces of real text); longer ones by a heap, so a long run is not quadratic.
 const SHORT_PIECE: usize = 64;
 
-/// The cache is cleared when it holds this many pretokens, which bounds its memory.
+/// A cache is cleared when it holds this many pretokens, which bounds its memory.
 const CACHE_MAX_ENTRIES: usize = 1 << 18;
+
+/// The pool keeps at most this many caches more than the machine has cores (more are
+/// dropped when given back), which bounds the memory held between calls.
+const POOL_EXTRA: usize = 2;
 
 /// Bytes of text per parallel job in [`Encoder::encode_file`] (small, for load balance)...
 const FILE_BLOCK: usize = 1 << 18;
@@ -63,6 +72,7 @@ pub struct Encoder {
     /// Length in bytes of the longest special token (0 when there is none).
     max_special_len: usize,
     pretokenizer: Pretokenizer,
+    caches: CachePool,
 }
 
 /// What [`Encoder::encode_file`] did.
@@ -178,6 +188,7 @@ impl Encoder {
             max_special_len: texts.iter().map(|t| t.len()).max().unwrap_or(0),
             specials,
             pretokenizer,
+            caches: CachePool::new(),
         })
     }
 
@@ -198,13 +209,14 @@ impl Encoder {
         let mut out = Vec::new();
         // About 4 bytes per token in English: usually one allocation.
         try_reserve(&mut out, text.len() / 4)?;
-        self.encode_into(text, &mut Cache::default(), &mut out)?;
+        let mut cache = self.caches.take();
+        self.encode_into(text, &mut cache, &mut out)?;
         Ok(out)
     }
 
     /// Token ids of each text, encoded in parallel on the current rayon pool.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
-        let caches = ThreadCaches::new();
+        let caches = ThreadCaches::new(&self.caches);
         texts
             .par_iter()
             .map(|text| caches.encode(self, text.as_ref()))
@@ -519,7 +531,7 @@ impl Encoder {
         let file = File::create(&tmp.path).map_err(|e| Error::io(output, e))?;
         let mut npy = NpyWriter::new(file, dtype).map_err(|e| Error::io(output, e))?;
         let block = FILE_BLOCK;
-        let caches = ThreadCaches::new();
+        let caches = ThreadCaches::new(&self.caches);
         let base = rayon::current_num_threads().max(1) * FILE_JOBS_PER_THREAD * block;
         let mut want = base;
         let mut buf: Vec<u8> = Vec::new();
@@ -796,15 +808,78 @@ impl Cache {
     }
 }
 
-/// One [`Cache`] per thread of the current rayon pool, kept for a whole parallel call so
-/// that each thread's cache warms up once, not once per work item.
-struct ThreadCaches(Vec<std::sync::Mutex<Cache>>);
+/// The caches an [`Encoder`] keeps between calls, at most the number of cores plus
+/// [`POOL_EXTRA`]. Taking and giving back lock the pool briefly, once per call (or per
+/// thread of a parallel call), never during encoding.
+#[derive(Debug)]
+struct CachePool {
+    caches: Mutex<Vec<Cache>>,
+    max_len: usize,
+}
 
-impl ThreadCaches {
+impl CachePool {
     fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        CachePool {
+            caches: Mutex::new(Vec::new()),
+            max_len: cores + POOL_EXTRA,
+        }
+    }
+
+    /// A cache for the caller's own use, given back when the guard drops: the most
+    /// recently given back (the warmest), or a new empty one.
+    fn take(&self) -> PooledCache<'_> {
+        let cache = self.lock().pop().unwrap_or_default();
+        PooledCache { pool: self, cache }
+    }
+
+    fn give_back(&self, cache: Cache) {
+        let mut caches = self.lock();
+        if caches.len() < self.max_len {
+            caches.push(cache);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Cache>> {
+        // A panic while the lock is held cannot leave the list half-changed.
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A [`Cache`] taken from a [`CachePool`]; goes back to it on drop.
+struct PooledCache<'p> {
+    pool: &'p CachePool,
+    cache: Cache,
+}
+
+impl Deref for PooledCache<'_> {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+impl DerefMut for PooledCache<'_> {
+    fn deref_mut(&mut self) -> &mut Cache {
+        &mut self.cache
+    }
+}
+
+impl Drop for PooledCache<'_> {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.cache));
+    }
+}
+
+/// One pooled [`Cache`] per thread of the current rayon pool, held for a whole parallel
+/// call so that each thread keeps its cache across work items.
+struct ThreadCaches<'p>(Vec<Mutex<PooledCache<'p>>>);
+
+impl<'p> ThreadCaches<'p> {
+    fn new(pool: &'p CachePool) -> Self {
         ThreadCaches(
             (0..rayon::current_num_threads().max(1))
-                .map(|_| Default::default())
+                .map(|_| Mutex::new(pool.take()))
                 .collect(),
         )
     }
@@ -999,6 +1074,46 @@ mod tests {
             enc.merge_long(&mut long);
             assert_eq!(short.ids, long.ids, "{}", String::from_utf8_lossy(&piece));
         }
+    }
+
+    #[test]
+    fn pooled_caches_persist_and_stay_per_caller() {
+        let enc = letters_model();
+        let texts: Vec<String> = (0..64)
+            .map(|i| {
+                format!(
+                    "aab ba{} aaab b<s>{} abab",
+                    "a".repeat(i % 7),
+                    "b".repeat(i % 5)
+                )
+            })
+            .collect();
+        let fresh: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| {
+                let mut out = Vec::new();
+                enc.encode_into(t, &mut Cache::default(), &mut out).unwrap();
+                out
+            })
+            .collect();
+        // One caller: the cache it gave back is warm, and warm results equal cold ones.
+        for (text, ids) in texts.iter().zip(&fresh) {
+            assert_eq!(&enc.encode(text).unwrap(), ids);
+        }
+        assert_eq!(enc.caches.lock().len(), 1);
+        assert!(enc.caches.lock()[0].len() > 0);
+        // Concurrent callers each take their own cache; the pool stays bounded.
+        std::thread::scope(|scope| {
+            for _ in 0..2 * enc.caches.max_len {
+                scope.spawn(|| {
+                    for (text, ids) in texts.iter().zip(&fresh).rev() {
+                        assert_eq!(&enc.encode(text).unwrap(), ids);
+                    }
+                });
+            }
+        });
+        assert!((1..=enc.caches.max_len).contains(&enc.caches.lock().len()));
+        assert_eq!(enc.encode_batch(&texts).unwrap(), fresh);
     }
 
     #[test]
