@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CS336_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -48,7 +49,8 @@ def read_corpus(relative: str) -> str:
         return f.read()
 
 
-def build_tokenizers(workdir: Path):
+def builders(workdir: Path) -> dict[str, Callable[[], object]]:
+    """One function per tool that builds its GPT-2 tokenizer from the same files."""
     import tiktoken
     import tokenizers
     import tokie
@@ -57,11 +59,7 @@ def build_tokenizers(workdir: Path):
     from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format
 
     vocab_path, merges_path = DATA / "gpt2" / "vocab.json", DATA / "gpt2" / "merges.txt"
-    ours = Tokenizer.from_files(vocab_path, merges_path, [EOT])
     ranks = {t: i for i, t in gpt2_format.read_vocab(vocab_path).items() if i != 50256}
-    tik = tiktoken.Encoding(
-        "gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}
-    )
     # Hugging Face's standard GPT-2 setup, built from the files (independent of our export).
     hf = tokenizers.Tokenizer(models.BPE.from_file(str(vocab_path), str(merges_path)))
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -69,8 +67,14 @@ def build_tokenizers(workdir: Path):
     hf.add_special_tokens([EOT])
     hf_json = workdir / "tokenizer.json"
     hf.save(str(hf_json))
-    tk = tokie.Tokenizer.from_json(str(hf_json))
-    return ours, tik, hf, tk
+    return {
+        "cs336": lambda: Tokenizer.from_files(vocab_path, merges_path, [EOT]),
+        "tiktoken": lambda: tiktoken.Encoding(
+            "gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}
+        ),
+        "huggingface": lambda: tokenizers.Tokenizer.from_file(str(hf_json)),
+        "tokie": lambda: tokie.Tokenizer.from_json(str(hf_json)),
+    }
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -79,25 +83,33 @@ def bench(args: argparse.Namespace) -> None:
     total_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     docs_mb = sum(len(d.encode("utf-8")) for d in docs) / 1e6
     workdir = Path(tempfile.mkdtemp(prefix="bench_encode."))
-    ours, tik, hf, tk = build_tokenizers(workdir)
+    # Every tool is rebuilt before each timed case (untimed), so each case encodes text that
+    # its tokenizer has not seen: cs336 and Hugging Face keep pretoken caches between calls,
+    # which would otherwise turn rounds 2.. into cache look-ups. --warm keeps them.
+    build = builders(workdir)
+    tools: dict[str, Any] = {name: make() for name, make in build.items()}
+    tik = tools["tiktoken"]  # the reference ids (tiktoken keeps no state between calls)
     print(
         f"{total_mb:.2f} MB of text ({len(docs)} documents), {args.repeats} repeats, "
-        f"batched on {args.threads} threads, machine: {os.cpu_count()} cores"
+        f"batched on {args.threads} threads, machine: {os.cpu_count()} cores, "
+        f"{'warm (tokenizers reused)' if args.warm else 'cold (fresh tokenizers for each case)'}"
     )
 
     reference = [tik.encode(t, allowed_special="all") for t in texts]
     ref_docs = tik.encode_batch(docs, num_threads=args.threads, allowed_special="all")
     single = {
-        "cs336": lambda t: ours.encode(t),
-        "tiktoken": lambda t: tik.encode(t, allowed_special="all"),
-        "huggingface": lambda t: hf.encode(t).ids,
-        "tokie": lambda t: list(tk.encode(t).ids),
+        "cs336": lambda t: tools["cs336"].encode(t),
+        "tiktoken": lambda t: tools["tiktoken"].encode(t, allowed_special="all"),
+        "huggingface": lambda t: tools["huggingface"].encode(t).ids,
+        "tokie": lambda t: list(tools["tokie"].encode(t).ids),
     }
     batched = {
-        "cs336": lambda: ours.encode_batch(docs, num_threads=args.threads),
-        "tiktoken": lambda: tik.encode_batch(docs, num_threads=args.threads, allowed_special="all"),
-        "huggingface": lambda: [e.ids for e in hf.encode_batch(docs)],
-        "tokie": lambda: [list(e.ids) for e in tk.encode_batch(docs)],
+        "cs336": lambda: tools["cs336"].encode_batch(docs, num_threads=args.threads),
+        "tiktoken": lambda: tools["tiktoken"].encode_batch(
+            docs, num_threads=args.threads, allowed_special="all"
+        ),
+        "huggingface": lambda: [e.ids for e in tools["huggingface"].encode_batch(docs)],
+        "tokie": lambda: [list(e.ids) for e in tools["tokie"].encode_batch(docs)],
     }
     import numpy as np
 
@@ -116,12 +128,12 @@ def bench(args: argparse.Namespace) -> None:
         cases["batched", name] = (docs_mb, fn, lambda ids: ids == ref_docs)
     cases["file", "cs336"] = (
         total_mb,
-        lambda: ours.encode_file(corpus, out, num_threads=args.threads),
+        lambda: tools["cs336"].encode_file(corpus, out, num_threads=args.threads),
         lambda _: np.load(out, mmap_mode="r").tolist() == flat_ref,
     )
     cases["file", "tokie"] = (
         total_mb,
-        lambda: tk.encode_files([str(corpus)]),
+        lambda: tools["tokie"].encode_files([str(corpus)]),
         lambda result: result[0].tolist() == flat_ref,
     )
     # Rounds over all cases, so that load from other processes hits every library alike; the
@@ -134,6 +146,8 @@ def bench(args: argparse.Namespace) -> None:
     for round_ in range(args.repeats):
         for key in keys[round_ % len(keys) :] + keys[: round_ % len(keys)]:
             _mb, fn, check = cases[key]
+            if not args.warm:
+                tools[key[1]] = build[key[1]]()
             time.sleep(0.1)
             start = time.perf_counter()
             result = fn()
@@ -212,6 +226,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--warm", action="store_true", help="reuse the tokenizers across rounds (cached pretokens)"
+    )
     parser.add_argument("--rss-mb", type=int, default=0, help="streaming memory run instead")
     parser.add_argument(
         "--mode", choices=["single", "batched", "file"], help="run only this mode's cases"
