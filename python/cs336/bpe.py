@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cs336 import _core
+from cs336 import _checks, _core
 from cs336._core import GPT2_PATTERN
 
 if TYPE_CHECKING:
@@ -43,17 +43,7 @@ def _check_options(
     """Validate the options with clear messages; return the special tokens as a list."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if isinstance(special_tokens, str):
-        raise TypeError("special_tokens must be a list of str, not a single str")
-    specials = list(special_tokens)  # type: ignore[call-overload]
-    for token in specials:
-        if not isinstance(token, str):
-            raise TypeError(f"special tokens must be str, got {token!r}")
-        if not token:
-            raise ValueError("special tokens must not be empty strings")
-    duplicates = sorted({t for t in specials if specials.count(t) > 1})
-    if duplicates:
-        raise ValueError(f"special token {duplicates[0]!r} is given more than once")
+    specials = _checks.special_tokens(special_tokens)  # type: ignore[arg-type]
     if vocab_size > 2**32:
         raise ValueError(f"vocab_size ({vocab_size}) is too large: token ids are 32-bit")
     if vocab_size < 256 + len(specials):
@@ -61,10 +51,7 @@ def _check_options(
             f"vocab_size ({vocab_size}) must be at least {256 + len(specials)} "
             "(256 byte tokens + the special tokens)"
         )
-    if num_threads is not None and (
-        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-    ):
-        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    _checks.num_threads(num_threads)  # type: ignore[arg-type]
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
     return specials

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs336 import _core, gpt2_format
+from cs336 import _checks, _core, gpt2_format
 from cs336._core import GPT2_PATTERN
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Tokenizer:
             if not isinstance(token, bytes):
                 raise TypeError(f"vocab[{token_id}] must be bytes, got {type(token).__name__}")
         merges = [_check_merge(i, pair) for i, pair in enumerate(merges)]
-        specials = _check_special_tokens(special_tokens)
+        specials = _checks.special_tokens(special_tokens)
         vocab = dict(vocab)
         ids = {token: i for i, token in vocab.items()}
         special_ids: dict[str, int] = {}
@@ -279,7 +279,7 @@ class Tokenizer:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not str")
-        return self._core.encode_batch(texts, _check_threads(num_threads))
+        return self._core.encode_batch(texts, _checks.num_threads(num_threads))
 
     def encode_file(
         self,
@@ -303,7 +303,7 @@ class Tokenizer:
             ValueError: ``num_threads`` is not a positive integer.
         """
         input_path, output_path = Path(input_path), Path(output_path)
-        threads = _check_threads(num_threads)
+        threads = _checks.num_threads(num_threads)
         start = time.perf_counter()
         if not show_progress:
             n_bytes, n_tokens, dtype = self._core.encode_file(input_path, output_path, threads)
@@ -380,29 +380,3 @@ def _check_merge(i: int, pair: Any) -> tuple[bytes, bytes]:
         if isinstance(left, bytes) and isinstance(right, bytes):
             return left, right
     raise TypeError(f"merges[{i}] must be a pair of bytes, got {pair!r}")
-
-
-def _check_special_tokens(special_tokens: Iterable[str] | None) -> list[str]:
-    if special_tokens is None:
-        return []
-    if isinstance(special_tokens, str):
-        raise TypeError("special_tokens must be a list of str, not a str")
-    specials = list(special_tokens)
-    seen: set[str] = set()
-    for token in specials:
-        if not isinstance(token, str):
-            raise TypeError(f"special tokens must be str, got {token!r}")
-        if not token:
-            raise ValueError("special tokens must not be empty strings")
-        if token in seen:
-            raise ValueError(f"special token {token!r} is given more than once")
-        seen.add(token)
-    return specials
-
-
-def _check_threads(num_threads: int | None) -> int | None:
-    if num_threads is None:
-        return None
-    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-    return num_threads

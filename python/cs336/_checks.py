@@ -1,0 +1,34 @@
+"""Argument checks shared by the trainer and the tokenizer, with messages that name the
+bad value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def special_tokens(tokens: Iterable[str] | None) -> list[str]:
+    """The special tokens as a list: each a non-empty str, none twice (None means none)."""
+    if tokens is None:
+        return []
+    if isinstance(tokens, str):
+        raise TypeError(
+            "special_tokens must be a list of str, not a single str (pass [token], not a str)"
+        )
+    specials = list(tokens)
+    seen: set[str] = set()
+    for token in specials:
+        if not isinstance(token, str):
+            raise TypeError(f"special tokens must be str, got {token!r}")
+        if not token:
+            raise ValueError("special tokens must not be empty strings")
+        if token in seen:
+            raise ValueError(f"special token {token!r} is given more than once")
+        seen.add(token)
+    return specials
+
+
+def num_threads(value: int | None) -> int | None:
+    """A thread count: a positive int, or None for all cores."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {value!r}")
+    return value
