@@ -1168,19 +1168,24 @@ mod tests {
 
     #[test]
     fn stream_equals_encode_for_any_chunking() {
-        let enc = letters_model();
-        let text = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
+        assert_stream_equals_encode(&letters_model(), STREAM_TEXT, "GPT-2 pattern");
+    }
+
+    const STREAM_TEXT: &str = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
+
+    /// Feeding `text` in chunks of 1..8 chars gives the ids of one `encode` call.
+    fn assert_stream_equals_encode(enc: &Encoder, text: &str, what: &str) {
         let whole = enc.encode(text).unwrap();
+        let chars: Vec<char> = text.chars().collect();
         for size in 1..8 {
             let mut stream = EncodeStream::default();
             let mut out = Vec::new();
-            let chars: Vec<char> = text.chars().collect();
             for chunk in chars.chunks(size) {
                 let chunk: String = chunk.iter().collect();
-                stream.feed(&enc, &chunk, &mut out).unwrap();
+                stream.feed(enc, &chunk, &mut out).unwrap();
             }
-            stream.finish(&enc, &mut out).unwrap();
-            assert_eq!(out, whole, "chunks of {size} chars");
+            stream.finish(enc, &mut out).unwrap();
+            assert_eq!(out, whole, "chunks of {size} chars, {what}");
         }
     }
 
@@ -1238,19 +1243,7 @@ mod tests {
     fn custom_pattern_stream_equals_encode_for_any_chunking() {
         for specials in [&["<s>", "<s><s>"][..], &[]] {
             let enc = model_with(&LETTER_MERGES, specials, LOOKAROUND);
-            let text = "aab ab, <s><s> aaaa\n\n b<s>ab 日本 12 ab";
-            let whole = enc.encode(text).unwrap();
-            let chars: Vec<char> = text.chars().collect();
-            for size in 1..8 {
-                let mut stream = EncodeStream::default();
-                let mut out = Vec::new();
-                for chunk in chars.chunks(size) {
-                    let chunk: String = chunk.iter().collect();
-                    stream.feed(&enc, &chunk, &mut out).unwrap();
-                }
-                stream.finish(&enc, &mut out).unwrap();
-                assert_eq!(out, whole, "chunks of {size} chars, specials {specials:?}");
-            }
+            assert_stream_equals_encode(&enc, STREAM_TEXT, &format!("specials {specials:?}"));
         }
     }
 

@@ -188,16 +188,22 @@ def test_encoder_equals_the_reference_on_random_vocabularies(corpus, text, extra
 # ---- encode_iterable
 
 
+def assert_iterable_equals_encode(tok, text, data):
+    """encode_iterable == encode for every two-way split, a drawn chunking, and one
+    character at a time."""
+    expected = tok.encode(text)
+    for cut in range(len(text) + 1):
+        assert list(tok.encode_iterable([text[:cut], text[cut:]])) == expected
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    chunks = [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
+    assert list(tok.encode_iterable(chunks)) == expected
+    assert list(tok.encode_iterable(iter(text))) == expected
+
+
 @given(text=TEXT, data=st.data())
 def test_encode_iterable_equals_encode_at_every_split(gpt2, small, text, data):
     for tok in (gpt2, small):
-        expected = tok.encode(text)
-        for cut in range(len(text) + 1):
-            assert list(tok.encode_iterable([text[:cut], text[cut:]])) == expected
-        cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
-        chunks = [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
-        assert list(tok.encode_iterable(chunks)) == expected
-        assert list(tok.encode_iterable(iter(text))) == expected  # one char at a time
+        assert_iterable_equals_encode(tok, text, data)
 
 
 def test_encode_iterable_over_a_file(gpt2, tmp_path):
@@ -417,13 +423,7 @@ def test_custom_pattern_encoder_equals_the_reference(custom, text):
 @given(text=CUSTOM_TEXT, data=st.data())
 def test_custom_pattern_encode_iterable_equals_encode_at_every_split(custom, text, data):
     for tok in custom[:2]:
-        expected = tok.encode(text)
-        for cut in range(len(text) + 1):
-            assert list(tok.encode_iterable([text[:cut], text[cut:]])) == expected
-        cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
-        chunks = [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
-        assert list(tok.encode_iterable(chunks)) == expected
-        assert list(tok.encode_iterable(iter(text))) == expected
+        assert_iterable_equals_encode(tok, text, data)
 
 
 def test_custom_pattern_encode_file_equals_encode(custom, tmp_path):
