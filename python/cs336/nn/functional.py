@@ -111,8 +111,8 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean of ``-log softmax(logits)[target]`` over all leading dims.
 
     Computed as ``logsumexp(logits) - logits[target]`` with the max subtracted inside
-    the log-sum-exp (stable for logits of +-1e4), in float32 whatever the input dtype;
-    the softmax itself is never formed.
+    the log-sum-exp (stable for logits of +-1e4), in float32 for float32 and narrower
+    inputs (bf16, fp16) and in float64 for float64; the softmax itself is never formed.
 
     Args:
         logits: ``(..., vocab)`` unnormalized scores.
@@ -131,7 +131,7 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         )
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
-    x = logits.float()
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
     m = x.amax(dim=-1, keepdim=True).detach()
     lse = (x - m).exp().sum(dim=-1).log() + m.squeeze(-1)  # (...)
     target_logit = x.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...)
