@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cs336 import AdamW, ModelConfig, TransformerLM, clip_grad_norm, cross_entropy
+from cs336.accounting import peak_flops as device_peak_flops
 from cs336.accounting import train_flops_per_token
+from cs336.training.step import train_step
 
 TINYSTORIES = ModelConfig(
     vocab_size=10000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=2048
@@ -45,8 +47,6 @@ TINYSTORIES = ModelConfig(
 TINY = ModelConfig(
     vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4, d_ff=256
 )
-# bf16 dense peak FLOP/s by GPU name (vendor data sheets, SXM parts)
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 PATHS = ("reference", "fast", "fast+torch-adamw", "baseline")
 LR, WEIGHT_DECAY, LOSS_RTOL = 3e-4, 0.1, 0.02
 
@@ -143,10 +143,16 @@ def run_path(path: str, cfg: ModelConfig, init, x, y, args) -> dict[str, float]:
     model, opt, loss_fn, autocast, clip = build(path, cfg, init, device, args.compile)
     device_type = device.split(":")[0]
 
-    def step() -> float:
+    def amp() -> contextlib.AbstractContextManager:
+        if autocast:
+            return torch.autocast(device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step() -> torch.Tensor:
+        if path != "baseline":  # the trainer's own step
+            return train_step(model, opt, [(x, y)], grad_clip=1.0, autocast=amp).loss
         opt.zero_grad(set_to_none=True)
-        ctx = torch.autocast(device_type, dtype=torch.bfloat16) if autocast else None
-        with ctx or contextlib.nullcontext():
+        with amp():
             logits = model(x)
             loss = loss_fn(logits.reshape(-1, cfg.vocab_size), y.reshape(-1))
         loss.backward()
@@ -179,8 +185,7 @@ def peak_flops(args) -> float | None:
     if args.peak_tflops is not None:
         return args.peak_tflops * 1e12
     if args.device.startswith("cuda"):
-        name = torch.cuda.get_device_name()
-        return next((v for k, v in PEAK_BF16.items() if k in name), None)
+        return device_peak_flops(torch.cuda.get_device_name())
     return None
 
 

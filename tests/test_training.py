@@ -76,7 +76,8 @@ def test_a_tiny_run_learns_and_writes_everything(tmp_path):
     assert times == sorted(times)
     assert [r["step"] for r in records if "val_loss" in r] == [0, 10, 20]
     payload = read_checkpoint(run / "checkpoint.pt")
-    assert payload["iteration"] == 20 and payload["extra"]["tokens_seen"] == 20 * 8 * 16
+    assert payload["iteration"] == 20
+    assert payload["extra"]["train_state"]["tokens_seen"] == 20 * 8 * 16
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["iteration"] == 20 and meta["val_loss"] == result.val_losses[20]
 
@@ -109,8 +110,33 @@ def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
     os.replace(tmp_path / "r4" / "checkpoint.pt", run / "checkpoint.pt")
     result = train(make_config(tmp_path, max_steps=6, eval_interval=0), resume="auto")
     assert list(result.train_losses) == [5, 6]
-    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in records if "train_loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if "val_loss" in r] == [6]  # the first run's is gone
+
+
+def test_eval_interval_zero_validates_once_at_the_end(tmp_path):
+    result = train(make_config(tmp_path, max_steps=6, eval_interval=0, checkpoint_interval=0))
+    assert list(result.val_losses) == [6]
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if "val_loss" in r] == [6]
+    assert (
+        json.loads((tmp_path / "run" / "checkpoint.json").read_text())["val_loss"]
+        == (result.val_losses[6])
+    )
+
+
+def test_resume_accepts_another_attention_kernel_but_not_another_model(tmp_path):
+    """The kernel changes how the weights are used, not what they are."""
+    cycle = {"optim.cosine_cycle_iters": 8}
+    train(make_config(tmp_path, max_steps=2, eval_interval=0, **cycle))
+    fused = {"model.attention": "fused", **cycle}
+    assert list(train(make_config(tmp_path, max_steps=3, **fused), resume="auto").train_losses) == [
+        3
+    ]
+    wider = make_config(tmp_path, max_steps=4, **{"model.d_ff": 128, **fused})
+    with pytest.raises(ValueError, match=r"different model \(d_ff: 64 vs 128\)"):
+        train(wider, resume="auto")
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
@@ -125,25 +151,47 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     )
 
 
-def test_non_finite_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import cs336.training.loop as training
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import cs336.nn.model as model
 
     calls = {"n": 0}
-    real = training.cross_entropy
+    real = model.cross_entropy
 
     def poisoned(logits, targets):
         calls["n"] += 1
         loss = real(logits, targets)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setattr(training, "cross_entropy", poisoned)
-    cfg = make_config(tmp_path, max_steps=10, eval_interval=0)
+    monkeypatch.setattr(model, "cross_entropy", poisoned)
+    cfg = make_config(tmp_path, max_steps=10, eval_interval=0, log_interval=3)
     with pytest.raises(
-        NonFiniteLossError, match=r"non-finite loss .* at step 6: stopped before"
+        NonFiniteLossError, match=r"non-finite loss \(loss nan.* at step 6: its update was skipped"
     ) as e:
         train(cfg)
     assert "checkpoint.pt (step 4)" in str(e.value)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 4
+
+
+def test_non_finite_gradient_with_a_finite_loss_stops_the_run_too(tmp_path, monkeypatch):
+    """The gradient-norm half of the guard: one inf gradient entry, a finite loss."""
+    import cs336.training.step as step
+
+    calls = {"n": 0}
+    real = step.clip_grad_norm
+
+    def poisoning(params, max_norm):
+        params = list(params)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            params[0].grad[0, 0] = float("inf")
+        return real(params, max_norm)
+
+    monkeypatch.setattr(step, "clip_grad_norm", poisoning)
+    cfg = make_config(tmp_path, max_steps=10, eval_interval=0, checkpoint_interval=2)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite gradient norm .* at step 3:") as e:
+        train(cfg)
+    assert "checkpoint.pt (step 2)" in str(e.value)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 2
 
 
 def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path):

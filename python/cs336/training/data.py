@@ -158,18 +158,31 @@ def eval_batches(
     device: str | torch.device,
     *,
     max_batches: int | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Sequential, non-overlapping validation batches from the start of ``tokens``: window
     ``i`` starts at ``i * context_length``. The same windows every time, so validation
     losses of different steps (and runs) are comparable. Stops after ``max_batches``
     batches, or when the windows run out (the last batch may be smaller).
 
+    ``part=(r, n)`` yields only the ``r``-th of ``n`` equal consecutive slices of each
+    batch (empty slices are skipped): process ``r`` of ``n`` evaluates its share of the
+    same windows, in batches the size of its training micro-batch.
+
     >>> [x[:, 0].tolist() for x, _ in eval_batches(np.arange(20), 2, 4, "cpu")]
     [[0, 4], [8, 12]]
+    >>> [x[:, 0].tolist() for x, _ in eval_batches(np.arange(20), 2, 4, "cpu", part=(1, 2))]
+    [[4], [12]]
     """
+    rank, parts = part
+    if not 0 <= rank < parts:
+        raise ValueError(f"part must be (r, n) with 0 <= r < n, got {part}")
     num_windows = (len(tokens) - 1) // context_length
     if max_batches is not None:
         num_windows = min(num_windows, max_batches * batch_size)
+    share = -(-batch_size // parts)  # ceil: every window goes to exactly one part
     for first in range(0, num_windows, batch_size):
-        starts = np.arange(first, min(first + batch_size, num_windows)) * context_length
-        yield batch_at(tokens, starts, context_length, device)
+        lo = first + rank * share
+        hi = min(lo + share, first + batch_size, num_windows)
+        if lo < hi:
+            yield batch_at(tokens, np.arange(lo, hi) * context_length, context_length, device)

@@ -1,0 +1,147 @@
+"""One optimizer step and one validation pass: :func:`train_step` and :func:`evaluate`,
+the code that ``cs336 train`` (:mod:`cs336.training.loop`), the demo and
+``benchmarks/bench_train_step.py`` all run, and the pieces the three build the same way
+(:func:`build_optimizer`, :func:`autocast_for`).
+
+Nothing here reads a value back to the host: results stay on the device as tensors, so
+a GPU never waits for Python between steps. The non-finite guard is decided on the
+device too (``AdamW.step(skip=...)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from cs336.optim import SGD, AdamW, clip_grad_norm, param_groups
+from cs336.training.config import TrainConfig
+
+__all__ = ["StepStats", "autocast_for", "build_optimizer", "evaluate", "train_step"]
+
+Autocast = Callable[[], AbstractContextManager[object]]
+
+
+@dataclass
+class StepStats:
+    """What one :func:`train_step` did, as 0-dim tensors on the model's device. Reading
+    one (``float(stats.loss)``) makes the host wait for the device, so a loop reads them
+    only when it logs.
+
+    Attributes:
+        loss: mean loss over the step's batch (all micro-batches; all processes under DDP).
+        grad_norm: global L2 norm of the gradients before clipping.
+        applied: False when the loss or the norm was not finite: then the step changed
+            no weight and no optimizer moment.
+    """
+
+    loss: Tensor
+    grad_norm: Tensor
+    applied: Tensor
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    *,
+    grad_clip: float = 0.0,
+    autocast: Autocast = contextlib.nullcontext,
+) -> StepStats:
+    """One optimizer step on ``batches``, a list of ``(inputs, targets)`` micro-batches whose
+    gradients are accumulated (each loss divided by their number).
+
+    ``model(x, targets=y)`` must return the mean loss (as :class:`~cs336.TransformerLM`
+    does; ``model`` may be wrapped by ``torch.compile`` or DDP, whose gradients are then
+    synchronised once, after the last micro-batch). Gradients are clipped to the global
+    norm ``grad_clip`` (0: no clipping), then ``optimizer.step(skip=not finite)`` updates
+    the weights unless the loss or the norm is NaN/inf (an :class:`~cs336.AdamW` or
+    :class:`~cs336.SGD`; another optimizer is stepped only after the host checks), and
+    the gradients are released.
+
+    >>> from cs336 import AdamW, ModelConfig, TransformerLM
+    >>> m = TransformerLM.from_config(ModelConfig(50, 8, 16, 1, 2, 32))
+    >>> x = torch.randint(0, 50, (2, 8))
+    >>> stats = train_step(m, AdamW(m.parameters()), [(x, x)], grad_clip=1.0)
+    >>> bool(stats.applied), stats.loss.shape
+    (True, torch.Size([]))
+    """
+    if not batches:
+        raise ValueError("train_step needs at least one micro-batch")
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    total = None
+    for i, (x, y) in enumerate(batches):
+        last = i == len(batches) - 1
+        with contextlib.nullcontext() if last or not ddp else model.no_sync():  # type: ignore[operator]
+            with autocast():
+                loss = model(x, targets=y)
+            (loss / len(batches)).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None
+    loss = total / len(batches)
+    if ddp and dist.is_initialized():  # the mean over processes, so every process agrees
+        dist.all_reduce(loss)
+        loss = loss / dist.get_world_size()
+    norm = clip_grad_norm(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    applied = torch.isfinite(loss) & torch.isfinite(norm)
+    if isinstance(optimizer, (AdamW, SGD)):
+        optimizer.step(skip=~applied)  # decided on the device
+    elif bool(applied):  # another optimizer: the host checks first
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepStats(loss, norm, applied)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    autocast: Autocast = contextlib.nullcontext,
+) -> Tensor:
+    """``[sum of per-token losses, number of tokens]`` over ``batches`` (an iterable of
+    ``(inputs, targets)``), a float64 tensor on the model's device, in eval mode (no
+    dropout; the mode is restored). Divide the two for the mean loss, after summing over
+    processes under DDP."""
+    was_training = model.training
+    model.eval()
+    totals = None
+    try:
+        for x, y in batches:
+            if totals is None:
+                totals = torch.zeros(2, dtype=torch.float64, device=x.device)
+            with autocast():
+                loss = model(x, targets=y)
+            totals[0] += loss.double() * y.numel()
+            totals[1] += y.numel()
+    finally:
+        model.train(was_training)
+    return totals if totals is not None else torch.zeros(2, dtype=torch.float64)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> AdamW:
+    """The run's AdamW: ``config.optim``'s hyperparameters, no weight decay on norms and
+    embeddings (:func:`~cs336.optim.param_groups`), multi-tensor kernels on CUDA."""
+    opt = config.optim
+    return AdamW(
+        param_groups(model, opt.weight_decay),
+        lr=opt.lr,
+        betas=opt.betas,
+        eps=opt.eps,
+        foreach=device.type == "cuda",
+    )
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Autocast:
+    """A factory of the run's autocast context: bf16 when ``config.dtype`` is
+    ``"bfloat16"`` (or ``"auto"`` on CUDA), else no autocast (float32)."""
+    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
