@@ -1,7 +1,10 @@
-"""Layers: RMSNorm, feed-forwards, RoPE, attention (reference vs fused vs torch), blocks."""
+"""Layers: Linear, Embedding, RMSNorm and the feed-forwards against PyTorch's own, on random
+shapes with extra batch dims, forward and backward; their inits; device and dtype."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import math
 
 import pytest
@@ -9,31 +12,62 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from reference_2025 import check_truncated_normal
 
-from cs336 import (
-    FeedForward,
-    MultiHeadSelfAttention,
-    RMSNorm,
-    RotaryEmbedding,
-    SwiGLU,
-    TransformerBlock,
-)
+from cs336 import Embedding, FeedForward, Linear, RMSNorm, SwiGLU, TransformerLM
+from cs336.nn import layers
+from cs336.nn.config import default_d_ff
+
+# 0 to 3 leading batch dims
+leads = st.lists(st.integers(1, 4), max_size=3).map(tuple)
+seeds = st.integers(0, 2**31 - 1)
 
 
-@given(st.lists(st.integers(1, 4), max_size=2), st.integers(1, 16), st.integers(0, 2**31 - 1))
-def test_rmsnorm_matches_torch(lead, d, seed):
-    torch.manual_seed(seed)
-    norm = RMSNorm(d)
-    with torch.no_grad():
-        norm.weight.normal_()
-    x = torch.randn(*lead, d, requires_grad=True)
-    ours = norm(x)
-    theirs = F.rms_norm(x, (d,), norm.weight, eps=1e-5)
+def _same_values_and_grads(ours, theirs, inputs):
     torch.testing.assert_close(ours, theirs)
     g = torch.randn_like(ours)
-    torch.testing.assert_close(
-        torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0]
-    )
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs, g), torch.autograd.grad(theirs, inputs, g), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+
+
+@given(leads, st.integers(1, 9), st.integers(1, 9), seeds)
+def test_linear_matches_f_linear(lead, d_in, d_out, seed):
+    torch.manual_seed(seed)
+    lin = Linear(d_in, d_out, dtype=torch.float64)
+    x = torch.randn(*lead, d_in, dtype=torch.float64, requires_grad=True)
+    assert lin.weight.shape == (d_out, d_in)
+    _same_values_and_grads(lin(x), F.linear(x, lin.weight), (x, lin.weight))
+
+
+@given(st.lists(st.integers(1, 4), max_size=3).map(tuple), st.integers(1, 20), st.integers(1, 8))
+def test_embedding_matches_f_embedding(shape, vocab, dim):
+    torch.manual_seed(vocab * 31 + dim)
+    emb = Embedding(vocab, dim, dtype=torch.float64)
+    ids = torch.randint(0, vocab, shape)
+    assert emb.weight.shape == (vocab, dim)
+    ours, theirs = emb(ids), F.embedding(ids, emb.weight)
+    assert ours.shape == (*shape, dim)
+    _same_values_and_grads(ours, theirs, (emb.weight,))  # repeated ids accumulate
+
+
+@given(leads, st.integers(1, 16), seeds)
+def test_rmsnorm_matches_torch_rmsnorm(lead, d, seed):
+    torch.manual_seed(seed)
+    ours_mod = RMSNorm(d)
+    theirs_mod = torch.nn.RMSNorm(d, eps=1e-5)
+    with torch.no_grad():
+        ours_mod.weight.normal_()
+        theirs_mod.weight.copy_(ours_mod.weight)
+    x = torch.randn(*lead, d, requires_grad=True)
+    ours, theirs = ours_mod(x), theirs_mod(x)
+    torch.testing.assert_close(ours, theirs)
+    g = torch.randn_like(ours)
+    g_ours = torch.autograd.grad(ours, (x, ours_mod.weight), g)
+    g_theirs = torch.autograd.grad(theirs, (x, theirs_mod.weight), g)
+    for a, b in zip(g_ours, g_theirs, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_rmsnorm_computes_in_float32_and_returns_the_input_dtype():
@@ -45,189 +79,114 @@ def test_rmsnorm_computes_in_float32_and_returns_the_input_dtype():
     torch.testing.assert_close(out, expected.bfloat16())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert norm(torch.randn(2, 64)).dtype == torch.float32
+    eps = RMSNorm(4, eps=0.5)
+    x = torch.full((1, 4), 0.5)  # mean square 0.25: 0.5 / sqrt(0.25 + 0.5)
+    torch.testing.assert_close(eps(x), torch.full((1, 4), 0.5 / math.sqrt(0.75)))
 
 
-def test_feedforward_and_swiglu_formulas():
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 8)
-    ffn = FeedForward(8, 20)
-    torch.testing.assert_close(ffn(x), F.gelu(x @ ffn.w1.weight.T) @ ffn.w2.weight.T)
-    glu = SwiGLU(8, 20)
-    gated = F.silu(x @ glu.w1.weight.T) * (x @ glu.w3.weight.T)
-    torch.testing.assert_close(glu(x), gated @ glu.w2.weight.T)
-    assert [n for n, _ in ffn.named_parameters()] == ["w1.weight", "w2.weight"]
-    assert all(m.bias is None for m in (ffn.w1, ffn.w2, glu.w1, glu.w2, glu.w3))
+@given(leads, st.integers(1, 8), st.integers(1, 12), seeds)
+def test_feedforwards_match_their_formulas_in_torch(lead, d, d_ff, seed):
+    torch.manual_seed(seed)
+    x = torch.randn(*lead, d, dtype=torch.float64, requires_grad=True)
+    kw = {"dtype": torch.float64}
+    gelu_ffn = FeedForward(d, d_ff, **kw)
+    w1, w2 = gelu_ffn.w1.weight, gelu_ffn.w2.weight
+    _same_values_and_grads(
+        gelu_ffn(x), F.linear(F.gelu(F.linear(x, w1)), w2), (x, w1, w2)
+    )  # the 2024 FFN: w2 gelu(w1 x)
+    silu_ffn = FeedForward(d, d_ff, activation="silu", **kw)
+    w1, w2 = silu_ffn.w1.weight, silu_ffn.w2.weight
+    _same_values_and_grads(silu_ffn(x), F.linear(F.silu(F.linear(x, w1)), w2), (x, w1, w2))
+    glu = SwiGLU(d, d_ff, **kw)
+    w1, w2, w3 = glu.w1.weight, glu.w2.weight, glu.w3.weight
+    gated = F.silu(F.linear(x, w1)) * F.linear(x, w3)
+    _same_values_and_grads(glu(x), F.linear(gated, w2), (x, w1, w2, w3))
 
 
-def test_rope_rotates_pairs_and_depends_only_on_relative_position():
-    rope = RotaryEmbedding(8, max_len=32, theta=10000.0)
-    torch.manual_seed(0)
-    q, k = torch.randn(8), torch.randn(8)
-
-    def score(pq, pk):
-        rq = rope(q.view(1, 8), torch.tensor([pq]))
-        rk = rope(k.view(1, 8), torch.tensor([pk]))
-        return (rq * rk).sum()
-
-    torch.testing.assert_close(score(5, 3), score(12, 10))
-    torch.testing.assert_close(score(0, 0), (q * k).sum())
-    # position 1, first pair: angle 1 rad
-    x = torch.tensor([[1.0, 0.0] + [0.0] * 6])
-    out = rope(x, torch.tensor([1]))
-    torch.testing.assert_close(out[0, :2], torch.tensor([math.cos(1.0), math.sin(1.0)]))
-    torch.testing.assert_close(rope(x, torch.tensor([7])).norm(), x.norm())
-    with pytest.raises(ValueError, match="d_k=5"):
-        RotaryEmbedding(5, 4)
-
-
-@pytest.mark.parametrize(("d_k", "theta"), [(8, 10000.0), (16, 500.0), (2, 10.0)])
-def test_rope_uses_the_exact_frequencies(d_k, theta):
-    """Pair k at position p turns by p * theta^(-2k / d_k), k = 0 .. d_k/2 - 1."""
-    rope = RotaryEmbedding(d_k, max_len=20, theta=theta)
-    positions = torch.arange(20)
-    x = torch.zeros(20, d_k, dtype=torch.float64)
-    x[:, 0::2] = 1.0  # every pair (1, 0): it turns into (cos, sin) of its angle
-    out = rope(x.float(), positions).double()
-    k = torch.arange(d_k // 2, dtype=torch.float64)
-    angles = positions[:, None].double() * theta ** (-2 * k / d_k)  # (20, d_k/2)
-    torch.testing.assert_close(out[:, 0::2], angles.cos(), atol=1e-6, rtol=0)
-    torch.testing.assert_close(out[:, 1::2], angles.sin(), atol=1e-6, rtol=0)
-
-
-class _ShiftedRope(torch.nn.Module):
-    """A rotary embedding that places every token ``shift`` positions later."""
-
-    def __init__(self, rope: RotaryEmbedding, shift: int) -> None:
-        super().__init__()
-        self.rope, self.shift = rope, shift
-
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.rope(x, positions + self.shift)
-
-
-def test_rope_attention_depends_only_on_relative_positions():
-    """Shifting every position leaves causal attention unchanged, because queries AND
-    keys are rotated; rotating only one of them would not be invariant."""
-    rope = RotaryEmbedding(8, max_len=64, theta=10000.0)
-    torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 2, rope=rope)
-    shifted = MultiHeadSelfAttention(16, 2, rope=_ShiftedRope(rope, 37))  # type: ignore[arg-type]
-    shifted.load_state_dict(attn.state_dict())
-    x = torch.randn(2, 10, 16)
-    out = attn(x)
-    torch.testing.assert_close(shifted(x), out, atol=1e-5, rtol=1e-5)
-    plain = MultiHeadSelfAttention(16, 2)
-    plain.load_state_dict(attn.state_dict())
-    assert not torch.allclose(plain(x), out, atol=1e-3)  # the rotation does something
-
-
-def _torch_mhsa(attn: MultiHeadSelfAttention, x: torch.Tensor) -> torch.Tensor:
-    """The same attention written with torch's fused kernel and its causal flag."""
-    b, t, d = x.shape
-    h = attn.num_heads
-
-    def split(w):
-        return (x @ w.T).view(b, t, h, d // h).transpose(1, 2)
-
-    q, k, v = split(attn.q_proj.weight), split(attn.k_proj.weight), split(attn.v_proj.weight)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return out.transpose(1, 2).reshape(b, t, d) @ attn.output_proj.weight.T
-
-
-@pytest.mark.parametrize("fused", [False, True])
-def test_attention_matches_torch_causal_attention(fused):
-    torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 4, fused=fused)
-    x = torch.randn(3, 7, 16, requires_grad=True)
-    ours, theirs = attn(x), _torch_mhsa(attn, x)
-    torch.testing.assert_close(ours, theirs)
-    g = torch.randn_like(ours)
-    torch.testing.assert_close(
-        torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0]
-    )
-
-
-def test_attention_is_causal_and_takes_extra_batch_dims():
-    torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(8, 2)
-    x = torch.randn(2, 3, 6, 8)
-    y = x.clone()
-    y[..., 4:, :] = torch.randn(2, 3, 2, 8)  # change only the future of position 3
-    torch.testing.assert_close(attn(x)[..., :4, :], attn(y)[..., :4, :])
-    torch.testing.assert_close(attn(x)[1, 2], attn(x[1, 2]))
-    with pytest.raises(ValueError, match=r"d_model \(10\) must be divisible by num_heads \(4\)"):
-        MultiHeadSelfAttention(10, 4)
-
-
-def _block(**kw):
-    torch.manual_seed(0)
-    block = TransformerBlock(16, 4, 32, **kw)
-    with torch.no_grad():  # non-trivial norm gains, so a swapped norm would show
-        for p in block.parameters():
-            if p.ndim == 1:
-                p.uniform_(0.5, 1.5)
-    return block
-
-
-def test_block_variants_compute_their_formulas():
-    x = torch.randn(2, 5, 16)
-    b = _block()
-    torch.testing.assert_close(b(x), (h := x + b.attn(b.ln1(x))) + b.ffn(b.ln2(h)))
-    b = _block(norm="post")
-    h = b.ln1(x + b.attn(x))
-    torch.testing.assert_close(b(x), b.ln2(h + b.ffn(h)))
-    b = _block(norm="none")
-    assert not hasattr(b, "ln1") and not hasattr(b, "ln2")
-    h = x + b.attn(x)
-    torch.testing.assert_close(b(x), h + b.ffn(h))
-    b = _block(parallel=True)
-    torch.testing.assert_close(b(x), x + b.attn(b.ln1(x)) + b.ffn(b.ln2(x)))
-    b = _block(ffn="swiglu")
-    assert isinstance(b.ffn, SwiGLU)
-
-
-def test_block_parameter_names():
-    names = [n for n, _ in TransformerBlock(16, 4, 32).named_parameters()]
-    assert names == [
-        "ln1.weight",
-        "attn.q_proj.weight",
-        "attn.k_proj.weight",
-        "attn.v_proj.weight",
-        "attn.output_proj.weight",
-        "ln2.weight",
-        "ffn.w1.weight",
-        "ffn.w2.weight",
-    ]
+def test_feedforward_parameter_names_and_shapes():
+    shapes = {n: tuple(p.shape) for n, p in SwiGLU(8, 24).named_parameters()}
+    assert shapes == {"w1.weight": (24, 8), "w2.weight": (8, 24), "w3.weight": (24, 8)}
+    for ffn in (FeedForward(8, 20), FeedForward(8, 20, activation="silu")):
+        assert [n for n, _ in ffn.named_parameters()] == ["w1.weight", "w2.weight"]
+    assert [n for n, _ in Linear(3, 2).named_parameters()] == ["weight"]  # no bias
+    with pytest.raises(ValueError, match="activation must be 'gelu' or 'silu', got 'relu'"):
+        FeedForward(8, 20, activation="relu")
 
 
 @pytest.mark.parametrize(
-    ("kw", "match"),
-    [
-        ({"norm": "layer"}, "norm must be"),
-        ({"ffn": "relu"}, "ffn must be"),
-        ({"attention": "flash"}, "attention must be"),
-        ({"norm": "post", "parallel": True}, "parallel"),
-    ],
+    ("d_model", "d_ff"), [(512, 1344), (768, 2048), (1024, 2752), (1600, 4288), (64, 192)]
 )
-def test_block_rejects_bad_options(kw, match):
-    with pytest.raises(ValueError, match=match):
-        TransformerBlock(16, 4, 32, **kw)
+def test_swiglu_d_ff_defaults_to_eight_thirds_rounded_to_64(d_model, d_ff):
+    assert d_ff % 64 == 0 and abs(d_ff - 8 * d_model / 3) <= 32
+    assert default_d_ff(d_model, "swiglu") == d_ff
+    assert SwiGLU(d_model).w1.weight.shape == (d_ff, d_model)
+    assert default_d_ff(d_model, "silu") == default_d_ff(d_model, "gelu") == 4 * d_model
+    assert default_d_ff(8, "swiglu") == 64  # never below one multiple
 
 
-def test_dropout_zero_is_exact_identity_in_training_and_positive_dropout_is_random():
-    x = torch.randn(2, 5, 16)
-    b = _block()
-    b.train()
-    train_out = b(x)
-    b.eval()
-    assert torch.equal(train_out, b(x))
-    b = _block(attn_pdrop=0.3, residual_pdrop=0.3)
-    b.eval()
-    assert torch.equal(b(x), b(x))
-    b.train()
-    torch.manual_seed(1)
-    first = b(x)
-    torch.manual_seed(2)
-    assert not torch.equal(first, b(x))
-    torch.manual_seed(1)
-    assert torch.equal(first, b(x))
+@pytest.mark.parametrize(("d_in", "d_out"), [(512, 256), (96, 1024)])
+def test_linear_init_is_the_2025_truncated_normal(d_in, d_out):
+    torch.manual_seed(0)
+    check_truncated_normal(Linear(d_in, d_out).weight, math.sqrt(2 / (d_in + d_out)), "linear")
+
+
+def test_embedding_init_is_a_standard_normal_truncated_at_3():
+    torch.manual_seed(0)
+    check_truncated_normal(Embedding(1000, 256).weight, 1.0, "embedding")
+    assert torch.equal(RMSNorm(7).weight, torch.ones(7))
+
+
+def test_device_and_dtype_are_those_asked_for():
+    for module in (
+        Linear(4, 3, device="meta", dtype=torch.bfloat16),
+        Embedding(5, 3, "meta", torch.bfloat16),
+        RMSNorm(3, 1e-5, "meta", torch.bfloat16),
+        SwiGLU(4, 8, device="meta", dtype=torch.bfloat16),
+        FeedForward(4, 8, activation="silu", device="meta", dtype=torch.bfloat16),
+    ):
+        for p in module.parameters():
+            assert (p.device.type, p.dtype) == ("meta", torch.bfloat16), module
+    lin = Linear(3, 2, dtype=torch.float64)
+    assert lin(torch.ones(3, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_under_bf16_autocast_linear_runs_in_bf16_like_f_linear():
+    lin = Linear(8, 4)
+    x = torch.randn(2, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, theirs = lin(x), F.linear(x, lin.weight)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    torch.testing.assert_close(ours, theirs)
+
+
+def _names_used(module) -> set[str]:
+    """Every dotted name (``nn.Linear``, ``F.linear``, ...) the module's source mentions."""
+    tree = ast.parse(inspect.getsource(module))
+    return {
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+
+
+def test_the_reference_layers_use_no_torch_nn_layers_or_functional():
+    """The 2025 handout's rule for the reference path: no nn.Linear / nn.Embedding /
+    torch.nn.functional (nn.Parameter, nn.Module and nn.init are allowed)."""
+    used = _names_used(layers)
+    banned = {n for n in used if n.startswith(("F.", "functional.")) or n == "torch.nn"}
+    banned |= {n for n in used if n.startswith("nn.") and n.split(".")[1] in dir(torch.nn)}
+    banned -= {"nn.Module", "nn.Parameter", "nn.init"}
+    assert not banned, banned
+    model = TransformerLM(50, 8, 16, 2, 2, 32, position="rope", ffn="swiglu")
+    builtin = (torch.nn.Linear, torch.nn.Embedding, torch.nn.RMSNorm, torch.nn.LayerNorm)
+    assert not [m for m in model.modules() if isinstance(m, builtin)]
+
+
+def test_names_that_moved_still_import_from_layers():
+    from cs336.nn.attention import MultiHeadSelfAttention
+    from cs336.nn.block import TransformerBlock
+
+    assert layers.MultiHeadSelfAttention is MultiHeadSelfAttention
+    assert layers.TransformerBlock is TransformerBlock
+    with pytest.raises(AttributeError, match="no attribute 'Bogus'"):
+        _ = layers.Bogus

@@ -1,4 +1,5 @@
-"""TransformerLM and ModelConfig: names, validation, variants, KV cache, init, training."""
+"""TransformerLM and ModelConfig: names, validation, variants, KV cache, init, training;
+the 2025 preset (its layout, its init, its state dicts) in tests/test_model_2025.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pytest
 import torch
 
 from cs336 import AdamW, ModelConfig, TransformerLM, cross_entropy
+from cs336.nn.config import MODEL_PRESETS
 from cs336.nn.model import KVCache
 
 SMALL = dict(vocab_size=50, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=48)
+PRESET_2025 = MODEL_PRESETS["cs336-2025"]
 VARIANTS = [
     {},
     {"tie_embeddings": True},
@@ -18,10 +21,22 @@ VARIANTS = [
     {"norm": "none"},
     {"parallel": True},
     {"position": "rope"},
+    {"position": "none"},
     {"ffn": "swiglu"},
+    {"ffn": "silu"},
     {"attention": "fused"},
+    {"init": "xavier"},
     {"position": "rope", "ffn": "swiglu", "attention": "fused", "tie_embeddings": True},
+    PRESET_2025,
+    {**PRESET_2025, "position": "none"},  # the 2025 NoPE ablation
+    {**PRESET_2025, "ffn": "silu"},  # the 2025 SiLU ablation
+    {**PRESET_2025, "norm": "post"},
+    {**PRESET_2025, "norm": "none", "attention": "fused"},
 ]
+
+
+def _id(kw: dict) -> str:
+    return "2025" if kw == PRESET_2025 else ",".join(f"{k}={v}" for k, v in kw.items())
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -72,8 +87,14 @@ def test_state_dict_has_no_buffers_and_loads_into_a_fresh_model():
 
 
 def test_variant_parameter_sets():
-    assert "position_embeddings.weight" not in dict(_model(position="rope").named_parameters())
+    for position in ("rope", "none"):
+        names = dict(_model(position=position).named_parameters())
+        assert "position_embeddings.weight" not in names
+    rope = _model(position="rope")
+    assert rope.layers[1].attn.rope is rope.layers[0].attn.rope is not None  # one table
+    assert all(layer.attn.rope is None for layer in _model(position="none").layers)
     assert "layers.0.ffn.w3.weight" in dict(_model(ffn="swiglu").named_parameters())
+    assert "layers.0.ffn.w3.weight" not in dict(_model(ffn="silu").named_parameters())
     no_norm = dict(_model(norm="none").named_parameters())
     assert not any("ln" in n for n in no_norm)
     tied = _model(tie_embeddings=True)
@@ -97,7 +118,7 @@ def test_post_norm_feeds_the_last_blocks_norm_straight_to_the_head():
     assert hasattr(_model(norm="pre"), "ln_final") and not hasattr(_model(norm="none"), "ln_final")
 
 
-@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize("kw", VARIANTS, ids=_id)
 def test_every_variant_runs_forward_and_backward(kw):
     model = _model(**kw)
     x = torch.randint(0, 50, (3, 16))
@@ -107,7 +128,7 @@ def test_every_variant_runs_forward_and_backward(kw):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize("kw", VARIANTS, ids=_id)
 def test_kv_cache_decoding_equals_full_recomputation(kw):
     model = _model(**kw).eval()
     x = torch.randint(0, 50, (2, 16))
@@ -157,6 +178,7 @@ def test_forward_rejects_long_or_malformed_input():
         ({"norm": "layernorm"}, "norm must be one of 'pre', 'post', 'none', got 'layernorm'"),
         ({"ffn": "relu"}, "ffn must be one of"),
         ({"position": "sinusoidal"}, "position must be one of"),
+        ({"init": "kaiming"}, "init must be one of 'gpt2', 'xavier'"),
         ({"attention": "flash"}, "attention must be one of"),
         ({"parallel": "yes"}, "parallel must be true or false"),
         ({"norm": "post", "parallel": True}, "parallel layers need norm"),

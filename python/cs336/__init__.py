@@ -2,7 +2,8 @@
 
 A byte-level BPE tokenizer (training and encoding in a Rust extension) and a compact
 pure-PyTorch model, optimizer, training loop and generation stack, following the
-Stanford CS336 (Spring 2024) assignment 1.
+Stanford CS336 assignment 1: the Spring 2024 handout's model by default, the Spring 2025
+handout's as the ``"cs336-2025"`` preset.
 
 The package is organised by concern:
 
@@ -38,17 +39,12 @@ _LAZY = {
         ],
         "cs336.nn.functional",
     ),
+    **dict.fromkeys(["Linear", "Embedding", "RMSNorm", "FeedForward", "SwiGLU"], "cs336.nn.layers"),
     **dict.fromkeys(
-        [
-            "RMSNorm",
-            "FeedForward",
-            "SwiGLU",
-            "RotaryEmbedding",
-            "MultiHeadSelfAttention",
-            "TransformerBlock",
-        ],
-        "cs336.nn.layers",
+        ["RotaryPositionalEmbedding", "RotaryEmbedding", "MultiHeadSelfAttention"],
+        "cs336.nn.attention",
     ),
+    "TransformerBlock": "cs336.nn.block",
     "ModelConfig": "cs336.nn.config",
     "TransformerLM": "cs336.nn.model",
     **dict.fromkeys(

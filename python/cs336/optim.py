@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from cs336.nn.layers import RMSNorm
+from cs336.nn.layers import Embedding, RMSNorm
 
 __all__ = ["SGD", "AdamW", "clip_grad_norm", "lr_cosine_schedule", "param_groups"]
 
@@ -240,9 +240,9 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float, eps: float = 1e-6)
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two AdamW param groups: ``weight_decay`` on matrices, none on the rest.
 
-    No decay on RMSNorm gains, biases and embedding tables (``nn.Embedding``; a head
-    tied to the token embeddings is therefore not decayed either). Each parameter
-    appears once.
+    No decay on RMSNorm gains, biases and embedding tables (:class:`cs336.nn.Embedding`
+    or ``nn.Embedding``; a head tied to the token embeddings is therefore not decayed
+    either). Each parameter appears once.
 
     >>> groups = param_groups(torch.nn.Linear(3, 2), weight_decay=0.1)
     >>> [(g["weight_decay"], len(g["params"])) for g in groups]
@@ -250,7 +250,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """
     no_decay: dict[int, Tensor] = {}
     for module in model.modules():
-        if isinstance(module, (nn.Embedding, RMSNorm)):
+        if isinstance(module, (Embedding, nn.Embedding, RMSNorm)):
             for p in module.parameters(recurse=False):
                 no_decay[id(p)] = p
     for name, p in model.named_parameters():

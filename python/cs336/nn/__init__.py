@@ -1,9 +1,18 @@
 """The model in pure PyTorch: stateless math (:mod:`~cs336.nn.functional`), the layers
-(:mod:`~cs336.nn.layers`), the hyperparameters (:mod:`~cs336.nn.config`) and the language
-model with its KV cache (:mod:`~cs336.nn.model`). Nothing here imports the tokenizer.
+(:mod:`~cs336.nn.layers`: Linear, Embedding, RMSNorm, feed-forwards), attention and RoPE
+(:mod:`~cs336.nn.attention`), the block (:mod:`~cs336.nn.block`), the hyperparameters and
+presets (:mod:`~cs336.nn.config`) and the language model with its KV cache
+(:mod:`~cs336.nn.model`). Nothing here imports the tokenizer.
 """
 
-from cs336.nn.config import VARIANTS, ModelConfig, check_variant
+from cs336.nn.attention import (
+    AttentionCache,
+    MultiHeadSelfAttention,
+    RotaryEmbedding,
+    RotaryPositionalEmbedding,
+)
+from cs336.nn.block import TransformerBlock
+from cs336.nn.config import MODEL_PRESETS, VARIANTS, ModelConfig, check_variant, default_d_ff
 from cs336.nn.functional import (
     cross_entropy,
     dropout,
@@ -13,31 +22,28 @@ from cs336.nn.functional import (
     silu,
     softmax,
 )
-from cs336.nn.layers import (
-    AttentionCache,
-    FeedForward,
-    MultiHeadSelfAttention,
-    RMSNorm,
-    RotaryEmbedding,
-    SwiGLU,
-    TransformerBlock,
-)
+from cs336.nn.layers import Embedding, FeedForward, Linear, RMSNorm, SwiGLU
 from cs336.nn.model import KVCache, TransformerLM
 
 __all__ = [
+    "MODEL_PRESETS",
     "VARIANTS",
     "AttentionCache",
+    "Embedding",
     "FeedForward",
     "KVCache",
+    "Linear",
     "ModelConfig",
     "MultiHeadSelfAttention",
     "RMSNorm",
     "RotaryEmbedding",
+    "RotaryPositionalEmbedding",
     "SwiGLU",
     "TransformerBlock",
     "TransformerLM",
     "check_variant",
     "cross_entropy",
+    "default_d_ff",
     "dropout",
     "gelu",
     "perplexity",

@@ -7,18 +7,26 @@ Its hyperparameters are a :class:`~cs336.nn.config.ModelConfig` (re-exported her
 >>> model = TransformerLM.from_config(cfg)
 >>> model(torch.zeros(3, 16, dtype=torch.long)).shape
 torch.Size([3, 16, 100])
+>>> lm = TransformerLM.from_preset("cs336-2025", vocab_size=100, context_length=16,
+...                                d_model=64, num_layers=2, num_heads=4, rope_theta=10000.0)
+>>> lm.config.d_ff, sorted(lm.state_dict())[:3]
+(192, ['layers.0.attn.k_proj.weight', 'layers.0.attn.output_proj.weight', \
+'layers.0.attn.q_proj.weight'])
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from cs336.nn.attention import AttentionCache, RotaryPositionalEmbedding
+from cs336.nn.block import TransformerBlock
 from cs336.nn.config import ModelConfig
 from cs336.nn.functional import cross_entropy
-from cs336.nn.layers import AttentionCache, RMSNorm, RotaryEmbedding, TransformerBlock
+from cs336.nn.layers import Device, Embedding, Linear, RMSNorm
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
 
@@ -46,11 +54,21 @@ class KVCache:
 
 
 class TransformerLM(nn.Module):
-    """Decoder-only Transformer language model (the CS336 handout's, plus options).
+    """Decoder-only Transformer language model (the CS336 handouts', plus options).
 
-    Token embeddings (+ learned absolute positions unless ``position="rope"``), dropout,
-    ``num_layers`` :class:`~cs336.nn.layers.TransformerBlock` s, a final RMSNorm
-    ``ln_final`` and a linear head.
+    Token embeddings (+ learned absolute positions with ``position="learned"``; RoPE in
+    every attention with ``"rope"``; nothing with ``"none"``), dropout, ``num_layers``
+    :class:`~cs336.nn.block.TransformerBlock` s, a final RMSNorm ``ln_final`` and a
+    linear head, all built from :class:`~cs336.nn.layers.Linear`,
+    :class:`~cs336.nn.layers.Embedding` and :class:`~cs336.nn.layers.RMSNorm`.
+
+    The positional arguments are the 2024 handout's. The 2025 handout's model
+    (``TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff,
+    rope_theta)``: RoPE, SwiGLU, no dropout, its init) is
+    ``TransformerLM.from_preset("cs336-2025", vocab_size=..., context_length=...,
+    d_model=..., num_layers=..., num_heads=..., d_ff=..., rope_theta=...)``; its
+    state dicts (``token_embeddings``, ``layers.{i}.{ln1,attn,ln2,ffn}``, ``ln_final``,
+    ``lm_head``) load with ``strict=True``.
 
     ``ln_final`` exists with pre-norm only. The handout adds it because a pre-norm
     residual stream is never normalized after the last block. A post-norm block already
@@ -62,8 +80,8 @@ class TransformerLM(nn.Module):
     ``layers.{i}.ln2.weight``, ``layers.{i}.ffn.w1.weight``, ``layers.{i}.ffn.w2.weight``
     (``ffn.w3`` with SwiGLU), ``ln_final.weight`` (pre-norm), ``lm_head.weight``.
 
-    Keyword options are those of :class:`ModelConfig`; weights are initialized by
-    :meth:`init_weights`.
+    Keyword options are those of :class:`ModelConfig`, plus ``device`` and ``dtype`` of
+    the parameters; weights are initialized by :meth:`init_weights`.
     """
 
     def __init__(
@@ -84,21 +102,25 @@ class TransformerLM(nn.Module):
         position: str = "learned",
         rope_theta: float = 10000.0,
         attention: str = "reference",
+        init: str = "gpt2",
+        device: Device = None,
+        dtype: Any = None,
     ) -> None:
         super().__init__()
         cfg = ModelConfig(
             vocab_size, context_length, d_model, num_layers, num_heads, d_ff,
             attn_pdrop, residual_pdrop, norm=norm, parallel=parallel,
             tie_embeddings=tie_embeddings, ffn=ffn, position=position,
-            rope_theta=rope_theta, attention=attention,
+            rope_theta=rope_theta, attention=attention, init=init,
         )  # fmt: skip
         self.config = cfg
-        self.token_embeddings = nn.Embedding(vocab_size, d_model)
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.token_embeddings = Embedding(vocab_size, d_model, **kw)
         rope = None
         if position == "learned":
-            self.position_embeddings = nn.Embedding(context_length, d_model)
-        else:
-            rope = RotaryEmbedding(cfg.d_k, context_length, rope_theta)
+            self.position_embeddings = Embedding(context_length, d_model, **kw)
+        elif position == "rope":  # one table for every layer
+            rope = RotaryPositionalEmbedding(rope_theta, cfg.d_k, context_length, device)
         self.dropout = nn.Dropout(residual_pdrop)
         self.layers = nn.ModuleList(
             TransformerBlock(
@@ -112,26 +134,51 @@ class TransformerLM(nn.Module):
                 ffn=ffn,
                 rope=rope,
                 attention=attention,
+                **kw,
             )  # fmt: skip
             for _ in range(num_layers)
         )
         if norm == "pre":  # a post-norm block's output is already normalized
-            self.ln_final = RMSNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.init_weights()
+            self.ln_final = RMSNorm(d_model, **kw)
+        self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
+        self.init_weights()
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> TransformerLM:
-        """``TransformerLM(**cfg.to_dict())``."""
-        return cls(**cfg.to_dict())
+    def from_config(
+        cls, cfg: ModelConfig, *, device: Device = None, dtype: Any = None
+    ) -> TransformerLM:
+        """``TransformerLM(**cfg.to_dict(), device=device, dtype=dtype)``."""
+        return cls(**cfg.to_dict(), device=device, dtype=dtype)
+
+    @classmethod
+    def from_preset(
+        cls, name: str, *, device: Device = None, dtype: Any = None, **fields: Any
+    ) -> TransformerLM:
+        """The model of :meth:`ModelConfig.preset` ``(name, **fields)``: e.g. the 2025
+        handout's ``TransformerLM.from_preset("cs336-2025", vocab_size=10000,
+        context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344,
+        rope_theta=10000.0)`` (``d_ff`` may be left out: 8/3 d_model rounded to 64)."""
+        return cls.from_config(ModelConfig.preset(name, **fields), device=device, dtype=dtype)
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re-)initialize every parameter in place (GPT-2 / nanoGPT scheme).
+        """(Re-)initialize every parameter in place, by the config's ``init``.
 
-        With ``std = 0.02`` and every normal truncated at +-3 std:
+        ``init="xavier"`` (the 2025 handout's, section 3.4.1; the ``cs336-2025``
+        preset's): every module's own ``reset_parameters``, i.e.
+
+        - every :class:`~cs336.nn.layers.Linear` weight (q/k/v/output projections,
+          ``ffn.w1``/``w2``/``w3``, ``lm_head``): N(0, 2 / (d_in + d_out)) truncated at
+          +-3 std;
+        - ``token_embeddings.weight``, ``position_embeddings.weight``: N(0, 1) truncated
+          at +-3 (with tied embeddings the shared matrix gets this init; the 2025 handout
+          suggests a smaller one for tying);
+        - ``ln1``, ``ln2``, ``ln_final`` weights: ones.
+
+        ``init="gpt2"`` (the default, kept from cs336 0.1: GPT-2 / nanoGPT scheme). With
+        ``std = 0.02`` and every normal truncated at +-3 std:
 
         - ``token_embeddings.weight``, ``position_embeddings.weight``: N(0, std^2).
         - ``layers.{i}.attn.q_proj/k_proj/v_proj.weight``, ``layers.{i}.ffn.w1.weight``
@@ -143,7 +190,17 @@ class TransformerLM(nn.Module):
         - ``lm_head.weight``: N(0, std^2) (with tied embeddings it is the token
           embedding matrix).
         - ``ln1``, ``ln2``, ``ln_final`` weights: ones.
+
+        The 2024 handout prescribes no init; GPT-2's keeps the residual stream's variance
+        from growing with depth, which is why it stays this model's default.
         """
+        if self.config.init == "xavier":
+            for module in self.modules():
+                if module is self.lm_head and self.config.tie_embeddings:
+                    continue  # the shared matrix is the token embeddings'
+                if isinstance(module, (Linear, Embedding, RMSNorm)):
+                    module.reset_parameters()
+            return
         std = 0.02
         out_std = std / math.sqrt(2 * self.config.num_layers)
         for name, p in self.named_parameters():
