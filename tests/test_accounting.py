@@ -18,7 +18,9 @@ from cs336.accounting import (
     mfu,
     train_flops_per_token,
     training_memory,
+    with_edition,
 )
+from cs336.nn.config import MODEL_PRESETS
 
 SMALL = ModelConfig(
     vocab_size=37, context_length=12, d_model=16, num_layers=3, num_heads=4, d_ff=24
@@ -31,6 +33,10 @@ VARIANTS = [
     {"position": "rope"},
     {"ffn": "swiglu"},
     {"parallel": True, "tie_embeddings": True, "ffn": "swiglu", "position": "rope"},
+    {"position": "none"},
+    {"ffn": "silu"},
+    MODEL_PRESETS["cs336-2025"],
+    {**MODEL_PRESETS["cs336-2025"], "position": "none", "ffn": "silu", "norm": "post"},
 ]
 
 
@@ -58,12 +64,29 @@ def test_parameter_counts_equal_the_instantiated_model(kw):
     assert count_parameters(cfg) == by_component
 
 
+@pytest.mark.parametrize("edition", [None, "2024", "2025"])
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_gpt2_preset_counts_equal_a_meta_device_model(name):
-    cfg = PRESETS[name]
+def test_gpt2_preset_counts_equal_a_meta_device_model(name, edition):
+    cfg = PRESETS[name] if edition is None else with_edition(PRESETS[name], edition)
     with torch.device("meta"):
         model = TransformerLM.from_config(cfg)
     assert count_parameters(cfg)["total"] == model.num_parameters()
+
+
+def test_the_2025_preset_count_equals_the_instantiated_model():
+    """The preset as ModelConfig.preset builds it (d_ff from 8/3 d_model): the tool's
+    count, the model's, and the handout's TinyStories numbers."""
+    shape = dict(vocab_size=10000, context_length=256, d_model=512, num_layers=4, num_heads=16)
+    cfg = ModelConfig.preset("cs336-2025", **shape)
+    model = TransformerLM.from_config(cfg, device="meta")
+    counts = count_parameters(cfg)
+    assert counts["total"] == model.num_parameters() == 22_696_448
+    assert counts["position_embeddings"] == 0 and counts["ffn"] == 4 * 3 * 512 * 1344
+    non_embedding = counts["total"] - counts["token_embeddings"]
+    assert non_embedding == model.num_parameters(exclude_embeddings=True) == 17_576_448
+    assert with_edition(PRESETS["gpt2-small"], "2024") == PRESETS["gpt2-small"]
+    with pytest.raises(ValueError, match="edition must be one of 2024, 2025, got '2023'"):
+        with_edition(cfg, "2023")
 
 
 def test_gpt2_xl_numbers():
@@ -76,7 +99,16 @@ def test_gpt2_xl_numbers():
     assert max(flops, key=lambda k: flops[k] if k != "total" else 0) == "ffn"
 
 
-@pytest.mark.parametrize("kw", [{}, {"ffn": "swiglu"}, {"tie_embeddings": True, "norm": "none"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"ffn": "swiglu"},
+        {"tie_embeddings": True, "norm": "none"},
+        {"ffn": "silu", "position": "none"},
+        MODEL_PRESETS["cs336-2025"],
+    ],
+)
 @pytest.mark.parametrize("seq_len", [12, 5])
 def test_forward_flops_equal_torch_flop_counter(kw, seq_len):
     cfg = dataclasses.replace(SMALL, **kw)
@@ -91,6 +123,24 @@ def test_forward_flops_equal_torch_flop_counter(kw, seq_len):
     # the backward pass of every matmul is two matmuls of the same size
     assert counter.get_total_flops() == 3 * forward_flops(cfg, seq_len)["total"]
     assert train_flops_per_token(cfg) == 3 * forward_flops(cfg)["total"] / cfg.context_length
+
+
+def test_gpt2_xl_numbers_in_the_2025_architecture():
+    """The 2025 accounting questions: GPT-2 XL's shape (d_ff 6,400) with a SwiGLU FFN of
+    three matrices and no position embeddings."""
+    cfg = with_edition(PRESETS["gpt2-xl"], "2025")
+    assert (cfg.ffn, cfg.position, cfg.d_ff) == ("swiglu", "rope", 6400)
+    counts = count_parameters(cfg)
+    assert counts["total"] == 2_127_057_600
+    assert counts["ffn"] == 48 * 3 * 1600 * 6400 and counts["position_embeddings"] == 0
+    flops = forward_flops(cfg)
+    assert flops["ffn"] == 48 * 3 * 2 * 1024 * 1600 * 6400
+    assert flops["total"] == 3_506_703_564_800 + 48 * 2 * 1024 * 1600 * 6400
+    per_layer = 2 * 1600 + 5 * 1600 + 2 * 25 * 1024 + 4 * 6400 + 1600
+    a = 4 * 1024 * (48 * per_layer + 1600 + 2 * 50257)  # bytes per sequence
+    one = training_memory(cfg, 1)
+    assert one["activations"] == a and one["total"] - a == 16 * 2_127_057_600
+    assert adamw_step_flops(cfg) == 14 * 2_127_057_600
 
 
 def test_forward_flops_validates_seq_len():

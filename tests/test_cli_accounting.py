@@ -107,3 +107,44 @@ def test_unknown_config_keys_are_named(capsys, tmp_path):
     path.write_text(json.dumps({"n_layer": 2}))
     code, _, err = run(capsys, "--config", str(path))
     assert code == 1 and "unknown model config keys: n_layer" in err
+
+
+def test_edition_2025_compares_the_gpt2_shapes_with_swiglu_and_rope(capsys):
+    code, out, _ = run(capsys, "--edition", "2025")
+    assert code == 0
+    assert "2025 architecture: SwiGLU FFN (3 matrices), RoPE" in out
+    assert "2,127,057,600" in out and "190,460,160" in out  # XL and small
+
+
+def test_edition_2025_answers_the_2025_handout_questions(capsys):
+    code, out, _ = run(
+        capsys,
+        "--preset", "gpt2-xl", "--edition", "2025", "--batch-size", "1024",
+        "--memory-gb", "80", "--peak-tflops", "19.5", "--train-steps", "400000",
+    )  # fmt: skip
+    assert code == 0
+    assert "ffn=swiglu" in out and "position=rope" in out and "d_ff=6400" in out
+    assert "total                2,127,057,600  100.0%" in out
+    assert "position_embeddings              0" in out
+    assert "4.5133e+12" in out and "66.9%" in out  # the FFN's share of forward FLOPs
+    assert "memory = 18.0343 GB * batch_size + 34.0329 GB" in out
+    assert "largest batch size in 80 GB: 2" in out
+    assert "one AdamW step: 2.9779e+10 FLOPs" in out
+    assert "400,000 steps at 50% MFU of 19.5 TFLOP/s: 5.6882e+08 s = 6,583.6 days" in out
+
+
+def test_option_flags_override_the_edition(capsys):
+    code, out, _ = run(capsys, "--preset", "gpt2-small", "--edition", "2025", "--ffn", "silu")
+    assert code == 0 and "ffn=silu" in out and "position=rope" in out
+    code, out, _ = run(capsys, "--preset", "gpt2-small", "--edition", "2024")
+    assert code == 0 and "ffn=gelu" in out and "162,935,040" in out
+
+
+def test_a_config_file_may_name_the_preset(capsys, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[model]\npreset = "cs336-2025"\nvocab_size = 10000\ncontext_length = 256\n'
+        "d_model = 512\nnum_layers = 4\nnum_heads = 16\n"
+    )
+    code, out, _ = run(capsys, "--config", str(path))
+    assert code == 0 and "d_ff=1344" in out and "22,696,448" in out

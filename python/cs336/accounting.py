@@ -1,19 +1,27 @@
 """Resource accounting of a :class:`~cs336.nn.model.ModelConfig`: parameters, FLOPs, memory, MFU.
 
 Everything is computed from the config by formula (no model is built), and the tests
-check the parameter counts against instantiated models.
+check the parameter counts against instantiated models. :func:`with_edition` gives a
+shape the architecture of the 2024 or the 2025 handout (the 2025 accounting questions
+ask about GPT-2 XL's shape with SwiGLU and RoPE).
 
 >>> cfg = PRESETS["gpt2-small"]
 >>> count_parameters(cfg)["total"]
 162935040
+>>> count_parameters(with_edition(PRESETS["gpt2-xl"], "2025"))["total"]
+2127057600
 """
 
 from __future__ import annotations
 
-from cs336.nn.config import ModelConfig
+import dataclasses
+
+from cs336.nn.config import MODEL_PRESETS, ModelConfig
 
 __all__ = [
+    "EDITIONS",
     "PRESETS",
+    "with_edition",
     "count_parameters",
     "forward_flops",
     "train_flops_per_token",
@@ -47,6 +55,23 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+#: The handout editions :func:`with_edition` knows, newest last.
+EDITIONS: tuple[str, ...] = ("2024", "2025")
+
+
+def with_edition(cfg: ModelConfig, edition: str) -> ModelConfig:
+    """``cfg`` with the architecture of the ``edition`` handout (the ``cs336-<edition>``
+    model preset: 2024 GELU + learned positions, 2025 SwiGLU + RoPE), the shape kept,
+    ``d_ff`` included (the 2025 accounting questions keep GPT-2 XL's d_ff = 6,400).
+
+    Raises:
+        ValueError: for an edition other than those in :data:`EDITIONS`.
+    """
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {', '.join(EDITIONS)}, got {edition!r}")
+    return dataclasses.replace(cfg, **MODEL_PRESETS[f"cs336-{edition}"])
+
+
 def _ffn_matrices(cfg: ModelConfig) -> int:
     return 3 if cfg.ffn == "swiglu" else 2
 
@@ -61,9 +86,10 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
 
     - ``token_embeddings``: ``vocab_size * d_model``;
     - ``position_embeddings``: ``context_length * d_model`` (0 with RoPE, which has
-      no parameters);
+      no parameters, and with no positions at all);
     - ``attention``: ``num_layers * 4 * d_model^2`` (q, k, v and output projections);
-    - ``ffn``: ``num_layers * 2 * d_model * d_ff`` (3 matrices with SwiGLU);
+    - ``ffn``: ``num_layers * 2 * d_model * d_ff`` (GELU or ungated SiLU: w1, w2; three
+      matrices w1, w2, w3 with SwiGLU);
     - ``norms``: ``(2 * num_layers + 1) * d_model`` RMSNorm gains: ``ln1``, ``ln2`` per
       layer and ``ln_final`` (``2 * num_layers * d_model`` with post-norm, which has no
       ``ln_final``; 0 with ``norm="none"``);
@@ -155,7 +181,7 @@ def _activation_elements_per_token(cfg: ModelConfig, seq_len: int) -> int:
         + d  # weighted sum of values
         + d  # output projection
     )
-    # w1, w3, silu, product, w2 (SwiGLU) or w1, gelu, w2
+    # w1, w3, silu, product, w2 (SwiGLU) or w1, gelu/silu, w2
     ffn = (4 if cfg.ffn == "swiglu" else 2) * cfg.d_ff + d
     final = _final_norm(cfg) + 2 * cfg.vocab_size  # ln_final; logits, softmax
     return cfg.num_layers * (norms + attention + ffn) + final
@@ -176,11 +202,14 @@ def training_memory(
     - ``adamw_state``: ``2 * P * state_bytes`` (first and second moments);
     - ``activations``: ``batch_size * T * activation_bytes`` times, per token, for each
       of the ``L`` layers: RMSNorms ``2d``, QKV ``3d``, ``Q K^T`` ``H T``, softmax
-      ``H T``, weighted values ``d``, output projection ``d``, FFN ``w1``/GELU
-      ``2 d_ff`` (4 with SwiGLU), ``w2`` ``d``; then the final RMSNorm ``d``, the logits
-      ``vocab`` and the cross-entropy's softmax ``vocab``. This is the handout's
-      ``adamwAccounting`` model (one saved tensor per listed op), not a measurement;
-      ``"total"`` is the sum.
+      ``H T``, weighted values ``d``, output projection ``d``, FFN ``w1`` and its
+      activation ``2 d_ff`` (SwiGLU: ``w1``, ``w3``, SiLU and the product, ``4 d_ff``),
+      ``w2`` ``d``; then the final RMSNorm ``d``, the logits ``vocab`` and the
+      cross-entropy's softmax ``vocab``. This is the handout's ``adamwAccounting``
+      model (one saved tensor per listed op), not a measurement; ``"total"`` is the sum.
+      The 2025 handout lists only "W1, SiLU, W2" for the FFN even for its SwiGLU model;
+      a SwiGLU config here counts the five tensors SwiGLU saves (its ``a`` is larger by
+      ``2 d_ff`` numbers per token and layer).
 
     Defaults are float32 everywhere, as in the handout.
     """

@@ -1,7 +1,8 @@
 """``cs336 accounting``: parameters, forward FLOPs, training memory and MFU of a model.
 
 Without a model (no ``--preset``, ``--config`` or shape flags) it compares the four
-GPT-2 presets; with one it prints that model's tables.
+GPT-2 presets; with one it prints that model's tables. ``--edition 2025`` asks the
+questions of the 2025 handout's architecture (SwiGLU, RoPE) on the same shapes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _OPTION_FLAGS = ("norm", "ffn", "position")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cs336.accounting import PRESETS
+    from cs336.accounting import EDITIONS, PRESETS
     from cs336.nn.config import VARIANTS
 
     model = parser.add_argument_group("model (default: compare the GPT-2 presets)")
@@ -51,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     model.add_argument(
         "--tie-embeddings", action="store_true", default=None, help="tie lm_head to the embeddings"
+    )
+    model.add_argument(
+        "--edition",
+        choices=EDITIONS,
+        help="the architecture of that handout on the chosen shape (d_ff kept): 2024 GELU FFN "
+        "and learned positions; 2025 SwiGLU (three matrices) and RoPE (no position "
+        "parameters). Option flags above override it",
     )
     run = parser.add_argument_group("training")
     run.add_argument(
@@ -86,26 +94,32 @@ def _read_model_table(path: Path) -> dict[str, Any]:
     return model
 
 
+def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _model_config(args: argparse.Namespace) -> Any:
-    from cs336.accounting import PRESETS
+    """The shape (preset, file or flags), then ``--edition``, then the option flags."""
+    from cs336.accounting import PRESETS, with_edition
     from cs336.nn.config import ModelConfig
 
-    overrides = {
-        name: getattr(args, name)
-        for name in [*_SHAPE_FLAGS, *_OPTION_FLAGS, "tie_embeddings"]
-        if getattr(args, name) is not None
-    }
+    shape = _given(args, list(_SHAPE_FLAGS))
+    options = _given(args, [*_OPTION_FLAGS, "tie_embeddings"])
     if args.preset:
-        return dataclasses.replace(PRESETS[args.preset], **overrides)
-    if args.config:
-        return ModelConfig.from_dict({**_read_model_table(args.config), **overrides})
-    if not overrides:
+        cfg = dataclasses.replace(PRESETS[args.preset], **shape)
+    elif args.config:
+        cfg = ModelConfig.from_dict({**_read_model_table(args.config), **shape})
+    elif not shape and not options:
         return None
-    missing = [f for f in _SHAPE_FLAGS if f not in overrides]
-    if missing:
-        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
-        raise ValueError(f"without --preset or --config, also give {flags}")
-    return ModelConfig(**overrides)
+    else:
+        missing = [f for f in _SHAPE_FLAGS if f not in shape]
+        if missing:
+            flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+            raise ValueError(f"without --preset or --config, also give {flags}")
+        cfg = ModelConfig(**shape)
+    if args.edition:
+        cfg = with_edition(cfg, args.edition)
+    return dataclasses.replace(cfg, **options)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -196,14 +210,23 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
             )
 
 
-def _compare() -> None:
+_ARCHITECTURE = {
+    None: "",
+    "2024": ", 2024 architecture: GELU FFN, learned positions",
+    "2025": ", 2025 architecture: SwiGLU FFN (3 matrices), RoPE",
+}
+
+
+def _compare(edition: str | None) -> None:
     from cs336 import accounting as acc
 
     names = list(acc.PRESETS)
     cfgs = [acc.PRESETS[n] for n in names]
+    if edition:
+        cfgs = [acc.with_edition(c, edition) for c in cfgs]
     params = [acc.count_parameters(c)["total"] for c in cfgs]
     flops = [acc.forward_flops(c) for c in cfgs]
-    print("GPT-2 presets (vocab 50257, context 1024, d_ff = 4 d_model):\n")
+    print(f"GPT-2 presets (vocab 50257, context 1024, d_ff = 4 d_model{_ARCHITECTURE[edition]}):\n")
     rows = [
         [n, str(c.num_layers), str(c.d_model), str(c.num_heads), f"{p:,}", _si(f["total"], "FLOP")]
         for n, c, p, f in zip(names, cfgs, params, flops, strict=True)
@@ -226,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--assumed-mfu must be in (0, 1], got {args.assumed_mfu}")
     cfg = _model_config(args)
     if cfg is None:
-        _compare()
+        _compare(args.edition)
     else:
         _report(cfg, args)
     return 0
