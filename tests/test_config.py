@@ -171,3 +171,35 @@ def test_bad_sweeps(tmp_path):
 def test_every_field_has_a_help_text():
     missing = [s.name for s in field_specs() if not s.help]
     assert missing == []
+
+
+def test_a_model_table_may_name_a_preset(tmp_path):
+    """[model] preset = "cs336-2025" fills in the preset's choices and d_ff; the table's own
+    keys and command-line overrides win; the saved config spells every field out."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        TOML.replace("[model]\n", '[model]\npreset = "cs336-2025"\n').replace("d_ff = 64\n", "")
+    )
+    cfg = load_config(path)
+    assert cfg.model == ModelConfig.preset(
+        "cs336-2025", vocab_size=64, context_length=16, d_model=32, num_layers=1, num_heads=2
+    )
+    assert (cfg.model.ffn, cfg.model.position, cfg.model.d_ff) == ("swiglu", "rope", 64)
+    ablated = load_config(path, {"model.position": "none", "model.d_ff": "128"})
+    assert (ablated.model.position, ablated.model.d_ff, ablated.model.ffn) == (
+        "none",
+        128,
+        "swiglu",
+    )
+    assert "preset" not in cfg.to_dict()["model"]
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    path.write_text(TOML.replace("[model]\n", '[model]\npreset = "gpt5"\n'))
+    with pytest.raises(ValueError, match="preset must be one of 'cs336-2024', 'cs336-2025'"):
+        load_config(path)
+
+
+def test_compile_backend_is_aot_eager_on_mps_only():
+    from cs336.training.config import compile_backend
+
+    assert compile_backend("mps") == "aot_eager"
+    assert {compile_backend(d) for d in ("cpu", "cuda")} == {"inductor"}

@@ -1,5 +1,6 @@
-"""Every experiment config in configs/ loads, and a tiny CPU smoke run of each (sizes and
-steps overridden to almost nothing) trains, validates and checkpoints."""
+"""Every experiment config in configs/2024 and configs/2025 loads, the full-size ones are the
+handouts' models and budgets, and a tiny CPU smoke run of each (sizes and steps overridden
+to almost nothing) trains, validates and checkpoints."""
 
 from __future__ import annotations
 
@@ -8,38 +9,85 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cs336.accounting import count_parameters
+from cs336.nn.config import MODEL_PRESETS
 from cs336.training import train
 from cs336.training.config import load_sweep
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
+ROOT = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = sorted(ROOT.glob("*/*.toml"))
 EXPECTED = {
-    "tinystories",
-    "owt",
-    "lr_sweep",
-    "batch_size_sweep",
-    "parallel_layers",
-    "no_rmsnorm",
-    "post_norm",
-}
+    "2024": {
+        "tinystories", "owt", "lr_sweep", "batch_size_sweep", "parallel_layers", "no_rmsnorm",
+        "post_norm",
+    },
+    "2025": {
+        "tinystories", "owt", "lr_sweep", "batch_size_sweep", "no_rmsnorm", "post_norm",
+        "nope", "silu", "leaderboard", "low_resource",
+    },
+}  # fmt: skip
+
+
+def _first(edition: str, name: str):
+    return load_sweep(ROOT / edition / f"{name}.toml")[0]
 
 
 def test_every_handout_experiment_has_a_config():
-    assert {p.stem for p in CONFIGS} >= EXPECTED
+    for edition, names in EXPECTED.items():
+        assert {p.stem for p in CONFIGS if p.parent.name == edition} >= names, edition
+    assert not list(ROOT.glob("*.toml"))  # every config belongs to an edition
 
 
-def test_full_size_configs_are_the_handout_models():
-    base = load_sweep(CONFIGS[0].parent / "tinystories.toml")[0]
+def test_full_size_2024_configs_are_the_handout_models():
+    base = _first("2024", "tinystories")
     assert (base.model.d_model, base.model.num_layers, base.model.num_heads) == (512, 4, 16)
+    assert (base.model.ffn, base.model.position, base.model.d_ff) == ("gelu", "learned", 2048)
     assert base.data.batch_size * base.context_length * base.max_steps == 327_680_000
-    assert load_sweep(CONFIGS[0].parent / "owt.toml")[0].model.vocab_size == 32000
-    lrs = [c.optim.lr for c in load_sweep(CONFIGS[0].parent / "lr_sweep.toml")]
+    assert _first("2024", "owt").model.vocab_size == 32000
+    lrs = [c.optim.lr for c in load_sweep(ROOT / "2024" / "lr_sweep.toml")]
     assert len(lrs) >= 5 and max(lrs) >= 0.1  # includes rates meant to diverge
-    variants = {p: load_sweep(CONFIGS[0].parent / f"{p}.toml")[0].model for p in EXPECTED}
+    variants = {p: _first("2024", p).model for p in EXPECTED["2024"]}
     assert variants["parallel_layers"].parallel and variants["no_rmsnorm"].norm == "none"
     assert variants["post_norm"].norm == "post"
-    assert (
-        len({c.out_dir for p in EXPECTED for c in load_sweep(CONFIGS[0].parent / f"{p}.toml")}) > 7
-    )
+
+
+def test_full_size_2025_configs_are_the_handout_models():
+    base = _first("2025", "tinystories")
+    preset = MODEL_PRESETS["cs336-2025"]
+    assert {k: getattr(base.model, k) for k in preset} == preset
+    m = base.model
+    assert (m.vocab_size, m.context_length, m.d_model, m.d_ff) == (10000, 256, 512, 1344)
+    assert (m.num_layers, m.num_heads, m.rope_theta) == (4, 16, 10000.0)
+    assert base.data.batch_size * base.context_length * base.max_steps == 327_680_000
+    low = _first("2025", "low_resource")
+    assert (low.data.batch_size, low.max_steps, low.context_length) == (32, 5000, 256)
+    assert low.data.batch_size * low.context_length * low.max_steps == 40_960_000
+    assert low.device == "cpu" and low.model == base.model
+    assert low.cosine_cycle_iters == low.max_steps  # the cosine ends at the last step
+    lrs = [c.optim.lr for c in load_sweep(ROOT / "2025" / "lr_sweep.toml")]
+    assert len(lrs) >= 5 and max(lrs) >= 0.1  # includes rates meant to diverge
+    sizes = [c.data.batch_size for c in load_sweep(ROOT / "2025" / "batch_size_sweep.toml")]
+    assert min(sizes) == 1 and {64, 128} <= set(sizes)
+    owt = _first("2025", "owt")
+    assert owt.model.vocab_size == 32000 and owt.max_steps == base.max_steps
+    assert owt.model.ffn == "swiglu" and owt.model.d_model == 512
+    # each ablation changes exactly what it ablates
+    changes = {"no_rmsnorm": {"norm": "none"}, "post_norm": {"norm": "post"},
+               "nope": {"position": "none"}, "silu": {"ffn": "silu", "d_ff": 2048}}  # fmt: skip
+    for name, change in changes.items():
+        model = _first("2025", name).model
+        assert sorted(model.weight_differences(base.model)) == sorted(
+            f"{k}: {v!r} vs {getattr(base.model, k)!r}" for k, v in change.items()
+        ), name
+    silu, swiglu = count_parameters(_first("2025", "silu").model), count_parameters(base.model)
+    assert abs(silu["ffn"] / swiglu["ffn"] - 1) < 0.02  # parameter counts about matched
+    board = _first("2025", "leaderboard")
+    assert board.data.val_path == owt.data.val_path and board.model.position == "rope"
+
+
+def test_every_run_writes_to_its_own_directory():
+    dirs = [c.out_dir for p in CONFIGS for c in load_sweep(p)]
+    assert len(set(dirs)) == len(dirs)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +116,7 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
 def test_smoke_run(path, tokens, tmp_path):
     overrides = {
         **TINY,

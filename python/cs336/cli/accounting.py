@@ -206,7 +206,8 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
             seconds = args.train_steps * step_flops / (args.assumed_mfu * peak)
             print(
                 f"{args.train_steps:,} steps at {100 * args.assumed_mfu:g}% MFU of "
-                f"{args.peak_tflops:g} TFLOP/s: {seconds:.4e} s = {seconds / 86400:,.1f} days"
+                f"{args.peak_tflops:g} TFLOP/s: {seconds:.4e} s = {seconds / 3600:,.2f} h = "
+                f"{seconds / 86400:,.1f} days"
             )
 
 

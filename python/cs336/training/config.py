@@ -6,15 +6,15 @@ A config file has the run settings at the top and one table per section::
     max_steps = 5000              # top-level keys are TrainConfig's run settings
     out_dir = "runs/tinystories"
     [model]                       # cs336.nn.model.ModelConfig
-    vocab_size = 10000
-    ...
+    vocab_size = 10000            # (preset = "cs336-2025" here: the 2025 handout's model,
+    ...                           #  fields below it override the preset's)
     [optim]                       # OptimConfig
     lr = 1e-3
     [data]                        # DataConfig
     train_path = "data/tinystories/train.npy"
 
 An optional ``[sweep]`` table maps dotted keys to lists of values; :func:`load_sweep`
-expands it into one config per combination (see ``configs/lr_sweep.toml``).
+expands it into one config per combination (see ``configs/2024/lr_sweep.toml``).
 
 >>> cfg = TrainConfig.from_dict({
 ...     "model": dict(vocab_size=100, context_length=16, d_model=32, num_layers=1,
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cs336.nn.config import ModelConfig
+from cs336.nn.config import ModelConfig, expand_preset
 from cs336.training.fields import FieldSpec, build, convert, dataclass_fields, unknown_key
 
 if sys.version_info >= (3, 11):
@@ -50,6 +50,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "apply_overrides",
+    "compile_backend",
     "field_specs",
     "read_config_file",
     "load_config",
@@ -269,7 +270,20 @@ _SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim":
 
 def _build(cls: type, d: Mapping[str, Any], prefix: str, *, source: str = "config") -> Any:
     sections = _SECTIONS if cls is TrainConfig else None
+    if cls is TrainConfig and isinstance(d.get("model"), Mapping):  # [model] preset = "..."
+        d = {**d, "model": expand_preset(d["model"])}
     return build(cls, d, prefix, sections=sections, source=source)
+
+
+def compile_backend(device_type: str) -> str:
+    """The ``torch.compile`` backend for a device type: ``"aot_eager"`` on Apple ``mps``
+    (Inductor does not support it; the 2025 handout's low-resource tip), ``"inductor"``
+    (torch's default) elsewhere.
+
+    >>> compile_backend("mps"), compile_backend("cuda")
+    ('aot_eager', 'inductor')
+    """
+    return "aot_eager" if device_type == "mps" else "inductor"
 
 
 def field_specs() -> list[FieldSpec]:
