@@ -27,6 +27,13 @@ __all__ = [
 ]
 
 
+# Where the 2025 handout's RoPE arguments would land positionally, say how to pass them.
+_POSITIONAL_2025_HINT = (
+    "; RoPE's max_seq_len and theta are keyword arguments: MultiHeadSelfAttention(d_model, "
+    "num_heads, max_seq_len=..., theta=...)"
+)
+
+
 class RotaryPositionalEmbedding(nn.Module):
     """Rotary position embedding (Su et al. 2021, RoFormer eq. 34; 2025 handout, 3.5.3).
 
@@ -176,7 +183,7 @@ class MultiHeadSelfAttention(nn.Module):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-        check_dropout("attn_pdrop", attn_pdrop)
+        check_dropout("attn_pdrop", attn_pdrop, _POSITIONAL_2025_HINT)
         self.num_heads = num_heads
         self.d_k = d_model // num_heads
         self.attn_pdrop = attn_pdrop

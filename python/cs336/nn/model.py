@@ -9,9 +9,8 @@ Its hyperparameters are a :class:`~cs336.nn.config.ModelConfig` (re-exported her
 torch.Size([3, 16, 100])
 >>> lm = TransformerLM.from_preset("cs336-2025", vocab_size=100, context_length=16,
 ...                                d_model=64, num_layers=2, num_heads=4, rope_theta=10000.0)
->>> lm.config.d_ff, sorted(lm.state_dict())[:3]
-(192, ['layers.0.attn.k_proj.weight', 'layers.0.attn.output_proj.weight', \
-'layers.0.attn.q_proj.weight'])
+>>> lm.config.d_ff, "position_embeddings.weight" in lm.state_dict()
+(192, False)
 """
 
 from __future__ import annotations
