@@ -84,3 +84,15 @@ def shared_data(tmp_path_factory):
     """``shared_data("tinystories/tinystories.txt")`` -> plain path, or skip."""
     cache = tmp_path_factory.mktemp("shared-data")
     return lambda relative: shared_path(relative, cache)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core box. Use
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

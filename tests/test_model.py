@@ -39,13 +39,7 @@ def _id(kw: dict) -> str:
     return "2025" if kw == PRESET_2025 else ",".join(f"{k}={v}" for k, v in kw.items())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(**kw) -> TransformerLM:

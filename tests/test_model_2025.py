@@ -17,13 +17,7 @@ SHAPE = dict(vocab_size=50, context_length=16, d_model=32, num_layers=2, num_hea
 TINYSTORIES = dict(vocab_size=10000, context_length=256, d_model=512, num_layers=4, num_heads=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_2025_layout_state_dict_loads_strictly_and_is_the_handouts_model():
