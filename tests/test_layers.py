@@ -79,6 +79,11 @@ def test_rmsnorm_computes_in_float32_and_returns_the_input_dtype():
     torch.testing.assert_close(out, expected.bfloat16())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert norm(torch.randn(2, 64)).dtype == torch.float32
+    # 300^2 = 90,000 overflows float16 (max 65,504): only an upcast squares it correctly
+    big = torch.full((2, 64), 300.0, dtype=torch.float16)
+    out = norm(big)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, torch.ones_like(big), atol=1e-3, rtol=1e-3)
     eps = RMSNorm(4, eps=0.5)
     x = torch.full((1, 4), 0.5)  # mean square 0.25: 0.5 / sqrt(0.25 + 0.5)
     torch.testing.assert_close(eps(x), torch.full((1, 4), 0.5 / math.sqrt(0.75)))
