@@ -30,6 +30,7 @@ import math
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -57,7 +58,14 @@ from cs336.training.metrics import (
     truncate_metrics,
 )
 from cs336.training.state import TrainState
-from cs336.training.step import StepStats, autocast_for, build_optimizer, evaluate, train_step
+from cs336.training.step import (
+    StepStats,
+    autocast_for,
+    build_optimizer,
+    compile_enabled,
+    evaluate,
+    train_step,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -230,7 +238,8 @@ class _Run:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
         self.model = TransformerLM.from_config(cfg.model).to(self.device)
-        self.optimizer = build_optimizer(cfg, self.model, self.device)
+        self.compiled = compile_enabled(cfg, self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
         state = TrainState.start(cfg.seed)
         if resume_path is not None:
             payload = read_checkpoint(resume_path)
@@ -251,13 +260,18 @@ class _Run:
             self.optimizer.load_state_dict(payload["optimizer"])
             state = TrainState.from_state_dict(payload["extra"]["train_state"])
             self.last_ckpt_step = state.step
-        self.train_model: torch.nn.Module = self.model
+        self.train_model = self._wrap(self.compiled)
+        self.first_compiled_step = self.compiled  # it compiles, and may fail
+        return state
+
+    def _wrap(self, compiled: bool) -> torch.nn.Module:
+        """The module the step runs: the model, in DDP with several processes, compiled
+        (model and loss in one graph) when asked."""
+        model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
-        if cfg.compile:
-            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
-        return state
+            model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
+        return cast(torch.nn.Module, torch.compile(model)) if compiled else model
 
     def _sinks(self) -> list[Sink]:
         cfg = self.cfg
@@ -292,10 +306,30 @@ class _Run:
             window = starts[lo : lo + self.micro]
             batches.append(batch_at(self.train_tokens, window, self.ctx, self.device))
         state.seed_step(self.rank)  # this step's dropout masks, on this process
-        stats = train_step(
-            self.train_model, self.optimizer, batches, grad_clip=cfg.optim.grad_clip,
-            autocast=self.autocast,
-        )  # fmt: skip
+
+        def step() -> StepStats:
+            return train_step(
+                self.train_model, self.optimizer, batches, grad_clip=cfg.optim.grad_clip,
+                autocast=self.autocast,
+            )  # fmt: skip
+
+        if not self.first_compiled_step:
+            return _Pending(state.step + 1, lr, state.tokens_seen, step())
+        self.first_compiled_step = False
+        try:  # the first step compiles: if that fails, train without compiling
+            stats = step()
+        except Exception as e:
+            warnings.warn(
+                f"torch.compile of the training step failed ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); "
+                "training without compiling (set compile = false to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.train_model = self._wrap(False)
+            self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
+            state.seed_step(self.rank)
+            stats = step()
         return _Pending(state.step + 1, lr, state.tokens_seen, stats)
 
     def _read(self, pending: list[_Pending]) -> list[tuple[_Pending, float, float]]:
