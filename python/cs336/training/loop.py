@@ -33,7 +33,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from cs336._files import atomic_open
 from cs336.accounting import mfu, peak_flops
-from cs336.nn.model import TransformerLM
 from cs336.optim import lr_cosine_schedule
+from cs336.training.allocator import keep_freed_memory
 from cs336.training.checkpoint import read_checkpoint, save_checkpoint
 from cs336.training.config import TrainConfig
 from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
@@ -61,10 +61,12 @@ from cs336.training.state import TrainState
 from cs336.training.step import (
     StepStats,
     autocast_for,
+    build_model,
     build_optimizer,
     compile_enabled,
     evaluate,
     train_step,
+    wrap_model,
 )
 
 CHECKPOINT = "checkpoint.pt"
@@ -220,6 +222,8 @@ class _Run:
         vocab = config.model.vocab_size
         check_tokens(self.train_tokens, self.ctx, vocab, config.data.train_path)
         check_tokens(self.val_tokens, self.ctx, vocab, config.data.val_path)
+        if device.type == "cpu":
+            keep_freed_memory()  # reuse freed activations without page faults
         if device.type == "cuda" and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -236,8 +240,7 @@ class _Run:
 
     def _build(self, resume_path: str | None) -> TrainState:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)  # the same initial weights on every process
-        self.model = TransformerLM.from_config(cfg.model).to(self.device)
+        self.model = build_model(cfg, self.device)
         self.compiled = compile_enabled(cfg, self.device)
         self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
         state = TrainState.start(cfg.seed)
@@ -260,18 +263,11 @@ class _Run:
             self.optimizer.load_state_dict(payload["optimizer"])
             state = TrainState.from_state_dict(payload["extra"]["train_state"])
             self.last_ckpt_step = state.step
-        self.train_model = self._wrap(self.compiled)
+        self.train_model = wrap_model(
+            self.model, self.device, world=self.world, compiled=self.compiled
+        )
         self.first_compiled_step = self.compiled  # it compiles, and may fail
         return state
-
-    def _wrap(self, compiled: bool) -> torch.nn.Module:
-        """The module the step runs: the model, in DDP with several processes, compiled
-        (model and loss in one graph) when asked."""
-        model: torch.nn.Module = self.model
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
-        return cast(torch.nn.Module, torch.compile(model)) if compiled else model
 
     def _sinks(self) -> list[Sink]:
         cfg = self.cfg
@@ -326,7 +322,7 @@ class _Run:
                 RuntimeWarning,
                 stacklevel=2,
             )
-            self.train_model = self._wrap(False)
+            self.train_model = wrap_model(self.model, self.device, world=self.world)
             self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
             state.seed_step(self.rank)
             stats = step()

@@ -15,21 +15,25 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cs336.nn.model import TransformerLM
 from cs336.optim import SGD, AdamW, clip_grad_norm, param_groups
 from cs336.training.config import TrainConfig
 
 __all__ = [
     "StepStats",
     "autocast_for",
+    "build_model",
     "build_optimizer",
     "compile_enabled",
     "evaluate",
     "train_step",
+    "wrap_model",
 ]
 
 Autocast = Callable[[], AbstractContextManager[object]]
@@ -134,6 +138,24 @@ def evaluate(
     finally:
         model.train(was_training)
     return totals if totals is not None else torch.zeros(2, dtype=torch.float64)
+
+
+def build_model(config: TrainConfig, device: torch.device) -> TransformerLM:
+    """``TransformerLM(config.model)`` on ``device``, initialized from ``config.seed`` (the
+    same weights on every process)."""
+    torch.manual_seed(config.seed)
+    return TransformerLM.from_config(config.model).to(device)
+
+
+def wrap_model(
+    model: nn.Module, device: torch.device, *, world: int = 1, compiled: bool = False
+) -> nn.Module:
+    """The module :func:`train_step` runs: ``model`` in DDP when ``world > 1`` (under
+    torchrun), then compiled (model and loss in one graph) when ``compiled``."""
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, ids)
+    return cast(nn.Module, torch.compile(model)) if compiled else model
 
 
 def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
