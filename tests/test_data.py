@@ -144,3 +144,17 @@ def test_eval_batches_split_each_batch_over_processes(parts):
     )
     with pytest.raises(ValueError, match="part must be"):
         next(eval_batches(tokens, 6, 4, "cpu", part=(parts, parts)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32, np.int64, np.uint8])
+def test_batches_keep_ids_of_every_width_including_the_top_bit(dtype):
+    """Ids travel in the file's own width (viewed signed) and are widened on the device:
+    the largest ids of uint16 / uint32 files must come back unchanged."""
+    top = np.iinfo(dtype).max
+    tokens = np.array([0, 1, top, top - 1, 2**7, top // 2 + 1, 5, top], dtype=dtype)
+    from cs336.training.data import batch_at
+
+    x, y = batch_at(tokens, np.array([0, 2]), 5, "cpu")
+    assert x.dtype == y.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()
+    assert x.tolist() == [tokens[0:5].tolist(), tokens[2:7].tolist()]
+    assert y.tolist() == [tokens[1:6].tolist(), tokens[3:8].tolist()]

@@ -88,6 +88,22 @@ def test_a_non_finite_step_changes_no_weight_and_no_moment(where):
     assert bool(train_step(model, opt, [(x, y)]).applied)  # and training goes on
 
 
+def test_torchs_fused_adamw_skips_a_non_finite_step_on_the_device():
+    x, y = _batch()
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    assert bool(train_step(model, opt, [(x, y)]).applied)
+    before = copy.deepcopy(model.state_dict())
+    moments = copy.deepcopy(opt.state_dict()["state"])
+    hook = model.lm_head.register_forward_hook(lambda m, i, out: out * float("nan"))
+    assert not bool(train_step(model, opt, [(x, y)]).applied)
+    hook.remove()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for i, state in opt.state_dict()["state"].items():
+        assert all(torch.equal(state[k], moments[i][k]) for k in state)
+    assert not hasattr(opt, "found_inf")
+
+
 def test_another_optimizer_is_stepped_only_when_the_step_is_finite():
     x, y = _batch()
     model = _model()

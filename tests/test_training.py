@@ -3,6 +3,7 @@ signals, and every bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -353,3 +354,50 @@ def test_compile_path_trains_and_saves_the_unwrapped_model(tmp_path, monkeypatch
     )
     keys = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"].keys()
     assert not any("_orig_mod" in k for k in keys)
+
+
+def test_a_failing_compile_warns_and_trains_without_it(tmp_path, monkeypatch):
+    """compile = true where compiling fails (here: a backend that raises): a warning,
+    then the same run as without compiling."""
+
+    def broken_compile(model, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no C++ compiler for this backend")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    plain = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
+    with pytest.warns(RuntimeWarning, match="torch.compile of the training step failed .*C\\+\\+"):
+        tried = train(make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=3, compile=True))
+    assert tried.train_losses == plain.train_losses
+
+
+def test_torch_adamw_impl_trains_like_ours(tmp_path):
+    """optim.impl = torch: torch.optim.AdamW (fused), the same schedule and groups; its
+    formula differs from the handout's only in where eps and the decay sit."""
+    ours = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=5))
+    torch_run = train(
+        make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=5, **{"optim.impl": "torch"})
+    )
+    np.testing.assert_allclose(
+        list(torch_run.train_losses.values()), list(ours.train_losses.values()), rtol=1e-3
+    )
+
+
+def test_compile_auto_compiles_on_cuda_only():
+    from cs336.training.step import compile_enabled
+
+    cfg = TrainConfig.from_dict(
+        {
+            "model": dict(
+                vocab_size=8, context_length=4, d_model=8, num_layers=1, num_heads=2, d_ff=8
+            ),
+            "data": dict(train_path="t.npy", val_path="v.npy"),
+        }
+    )
+    assert cfg.compile == "auto"
+    assert compile_enabled(cfg, torch.device("cuda")) is True
+    assert compile_enabled(cfg, torch.device("cpu")) is False
+    assert compile_enabled(dataclasses.replace(cfg, compile=True), torch.device("cpu")) is True
+    assert compile_enabled(dataclasses.replace(cfg, compile=False), torch.device("cuda")) is False

@@ -107,20 +107,33 @@ def batch_at(
     """Inputs ``x = tokens[s : s + context_length]`` and targets ``y = x`` shifted by one, for
     each start ``s``; both int64 of shape ``(len(starts), context_length)`` on ``device``.
 
-    On CUDA the host copy is pinned and sent with ``non_blocking=True``, so it overlaps
-    with the previous step's compute.
+    One ``(B, T + 1)`` array in the file's own dtype (2 bytes a token for ``uint16``) is
+    sent to the device and widened there. On CUDA the host copy is pinned and sent with
+    ``non_blocking=True``, so it overlaps with the previous step's compute.
     """
     starts = np.asarray(starts, dtype=np.int64)
     windows = starts[:, None] + np.arange(context_length + 1)  # (B, T + 1)
-    chunk = torch.from_numpy(np.asarray(tokens[windows]).astype(np.int64))
-    x, y = chunk[:, :-1], chunk[:, 1:]  # (B, T) each
+    chunk, mask = _compact(np.asarray(tokens[windows]))
     device = torch.device(device)  # an unusable device string raises torch's own error
     if device.type == "cuda":
-        x = x.pin_memory().to(device, non_blocking=True)
-        y = y.pin_memory().to(device, non_blocking=True)
+        chunk = chunk.pin_memory().to(device, non_blocking=True)
     else:
-        x, y = x.to(device).contiguous(), y.to(device).contiguous()
-    return x, y
+        chunk = chunk.to(device)
+    ids = chunk.long()
+    if mask is not None:  # undo the signed view of unsigned ids
+        ids &= mask
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()  # (B, T) each
+
+
+def _compact(chunk: np.ndarray) -> tuple[torch.Tensor, int | None]:
+    """``chunk`` as a tensor without widening it: unsigned 16/32-bit ids are viewed as the
+    signed type of their width (torch widens those everywhere), with the mask that
+    restores them after widening; other integer types are taken as they are."""
+    if chunk.dtype == np.uint16:
+        return torch.from_numpy(chunk.view(np.int16)), 0xFFFF
+    if chunk.dtype == np.uint32:
+        return torch.from_numpy(chunk.view(np.int32)), 0xFFFF_FFFF
+    return torch.from_numpy(chunk.astype(np.int64, copy=False)), None
 
 
 def get_batch(

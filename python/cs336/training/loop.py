@@ -30,9 +30,10 @@ import math
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -40,8 +41,8 @@ from tqdm.auto import tqdm
 
 from cs336._files import atomic_open
 from cs336.accounting import mfu, peak_flops
-from cs336.nn.model import TransformerLM
 from cs336.optim import lr_cosine_schedule
+from cs336.training.allocator import keep_freed_memory
 from cs336.training.checkpoint import read_checkpoint, save_checkpoint
 from cs336.training.config import TrainConfig
 from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
@@ -57,7 +58,16 @@ from cs336.training.metrics import (
     truncate_metrics,
 )
 from cs336.training.state import TrainState
-from cs336.training.step import StepStats, autocast_for, build_optimizer, evaluate, train_step
+from cs336.training.step import (
+    StepStats,
+    autocast_for,
+    build_model,
+    build_optimizer,
+    compile_enabled,
+    evaluate,
+    train_step,
+    wrap_model,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -212,6 +222,8 @@ class _Run:
         vocab = config.model.vocab_size
         check_tokens(self.train_tokens, self.ctx, vocab, config.data.train_path)
         check_tokens(self.val_tokens, self.ctx, vocab, config.data.val_path)
+        if device.type == "cpu":
+            keep_freed_memory()  # reuse freed activations without page faults
         if device.type == "cuda" and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -228,9 +240,9 @@ class _Run:
 
     def _build(self, resume_path: str | None) -> TrainState:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)  # the same initial weights on every process
-        self.model = TransformerLM.from_config(cfg.model).to(self.device)
-        self.optimizer = build_optimizer(cfg, self.model, self.device)
+        self.model = build_model(cfg, self.device)
+        self.compiled = compile_enabled(cfg, self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
         state = TrainState.start(cfg.seed)
         if resume_path is not None:
             payload = read_checkpoint(resume_path)
@@ -251,12 +263,10 @@ class _Run:
             self.optimizer.load_state_dict(payload["optimizer"])
             state = TrainState.from_state_dict(payload["extra"]["train_state"])
             self.last_ckpt_step = state.step
-        self.train_model: torch.nn.Module = self.model
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
-        if cfg.compile:
-            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
+        self.train_model = wrap_model(
+            self.model, self.device, world=self.world, compiled=self.compiled
+        )
+        self.first_compiled_step = self.compiled  # it compiles, and may fail
         return state
 
     def _sinks(self) -> list[Sink]:
@@ -292,10 +302,30 @@ class _Run:
             window = starts[lo : lo + self.micro]
             batches.append(batch_at(self.train_tokens, window, self.ctx, self.device))
         state.seed_step(self.rank)  # this step's dropout masks, on this process
-        stats = train_step(
-            self.train_model, self.optimizer, batches, grad_clip=cfg.optim.grad_clip,
-            autocast=self.autocast,
-        )  # fmt: skip
+
+        def step() -> StepStats:
+            return train_step(
+                self.train_model, self.optimizer, batches, grad_clip=cfg.optim.grad_clip,
+                autocast=self.autocast,
+            )  # fmt: skip
+
+        if not self.first_compiled_step:
+            return _Pending(state.step + 1, lr, state.tokens_seen, step())
+        self.first_compiled_step = False
+        try:  # the first step compiles: if that fails, train without compiling
+            stats = step()
+        except Exception as e:
+            warnings.warn(
+                f"torch.compile of the training step failed ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); "
+                "training without compiling (set compile = false to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.train_model = wrap_model(self.model, self.device, world=self.world)
+            self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
+            state.seed_step(self.rank)
+            stats = step()
         return _Pending(state.step + 1, lr, state.tokens_seen, stats)
 
     def _read(self, pending: list[_Pending]) -> list[tuple[_Pending, float, float]]:

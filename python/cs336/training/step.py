@@ -15,15 +15,26 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cs336.nn.model import TransformerLM
 from cs336.optim import SGD, AdamW, clip_grad_norm, param_groups
 from cs336.training.config import TrainConfig
 
-__all__ = ["StepStats", "autocast_for", "build_optimizer", "evaluate", "train_step"]
+__all__ = [
+    "StepStats",
+    "autocast_for",
+    "build_model",
+    "build_optimizer",
+    "compile_enabled",
+    "evaluate",
+    "train_step",
+    "wrap_model",
+]
 
 Autocast = Callable[[], AbstractContextManager[object]]
 
@@ -61,9 +72,9 @@ def train_step(
     does; ``model`` may be wrapped by ``torch.compile`` or DDP, whose gradients are then
     synchronised once, after the last micro-batch). Gradients are clipped to the global
     norm ``grad_clip`` (0: no clipping), then ``optimizer.step(skip=not finite)`` updates
-    the weights unless the loss or the norm is NaN/inf (an :class:`~cs336.AdamW` or
-    :class:`~cs336.SGD`; another optimizer is stepped only after the host checks), and
-    the gradients are released.
+    the weights unless the loss or the norm is NaN/inf (decided on the device for
+    :class:`~cs336.AdamW`, :class:`~cs336.SGD` and torch's fused optimizers; another
+    optimizer is stepped only after the host checks), and the gradients are released.
 
     >>> from cs336 import AdamW, ModelConfig, TransformerLM
     >>> m = TransformerLM.from_config(ModelConfig(50, 8, 16, 1, 2, 32))
@@ -92,6 +103,10 @@ def train_step(
     applied = torch.isfinite(loss) & torch.isfinite(norm)
     if isinstance(optimizer, (AdamW, SGD)):
         optimizer.step(skip=~applied)  # decided on the device
+    elif optimizer.defaults.get("fused"):  # torch's fused kernels skip on found_inf
+        optimizer.found_inf = (~applied).float()  # type: ignore[attr-defined]
+        optimizer.step()
+        del optimizer.found_inf  # type: ignore[attr-defined]
     elif bool(applied):  # another optimizer: the host checks first
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -125,16 +140,54 @@ def evaluate(
     return totals if totals is not None else torch.zeros(2, dtype=torch.float64)
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> AdamW:
-    """The run's AdamW: ``config.optim``'s hyperparameters, no weight decay on norms and
-    embeddings (:func:`~cs336.optim.param_groups`), multi-tensor kernels on CUDA."""
+def build_model(config: TrainConfig, device: torch.device) -> TransformerLM:
+    """``TransformerLM(config.model)`` on ``device``, initialized from ``config.seed`` (the
+    same weights on every process)."""
+    torch.manual_seed(config.seed)
+    return TransformerLM.from_config(config.model).to(device)
+
+
+def wrap_model(
+    model: nn.Module, device: torch.device, *, world: int = 1, compiled: bool = False
+) -> nn.Module:
+    """The module :func:`train_step` runs: ``model`` in DDP when ``world > 1`` (under
+    torchrun), then compiled (model and loss in one graph) when ``compiled``."""
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, ids)
+    return cast(nn.Module, torch.compile(model)) if compiled else model
+
+
+def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the run compiles its step: ``config.compile``, where ``"auto"`` means on
+    CUDA (on the CPU the compiled step is not faster at the shapes this package trains
+    there; see benchmarks/RESULTS.md)."""
+    if config.compile == "auto":
+        return device.type == "cuda"
+    return bool(config.compile)
+
+
+def build_optimizer(
+    config: TrainConfig, model: nn.Module, device: torch.device, *, compiled: bool = False
+) -> torch.optim.Optimizer:
+    """The run's AdamW with ``config.optim``'s hyperparameters and no weight decay on
+    norms and embeddings (:func:`~cs336.optim.param_groups`).
+
+    ``optim.impl = "cs336"``: :class:`~cs336.AdamW` (the handout's formula), multi-tensor
+    on CUDA and compiled there when the step is (``compiled``). ``"torch"``:
+    ``torch.optim.AdamW`` with its fused kernel where torch has one for ``device``.
+    """
     opt = config.optim
+    groups = param_groups(model, opt.weight_decay)
+    if opt.impl == "torch":
+        kwargs = {"lr": opt.lr, "betas": opt.betas, "eps": opt.eps}
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except RuntimeError:  # no fused kernel for this device: torch's default kernel
+            return torch.optim.AdamW(groups, **kwargs)
+    cuda = device.type == "cuda"
     return AdamW(
-        param_groups(model, opt.weight_decay),
-        lr=opt.lr,
-        betas=opt.betas,
-        eps=opt.eps,
-        foreach=device.type == "cuda",
+        groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled and cuda
     )
 
 
