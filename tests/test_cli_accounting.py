@@ -130,7 +130,7 @@ def test_edition_2025_answers_the_2025_handout_questions(capsys):
     assert "memory = 18.0343 GB * batch_size + 34.0329 GB" in out
     assert "largest batch size in 80 GB: 2" in out
     assert "one AdamW step: 2.9779e+10 FLOPs" in out
-    time = "400,000 steps at 50% MFU of 19.5 TFLOP/s: 5.6882e+08 s = 158,005.03 h = 6,583.6 days"
+    time = "400,000 steps at 50% MFU of 19.5 TFLOP/s: 5.6882e+08 s = 158,005.35 h = 6,583.6 days"
     assert time in out
 
 
