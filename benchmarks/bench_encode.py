@@ -56,7 +56,8 @@ def builders(workdir: Path) -> dict[str, Callable[[], object]]:
     import tokie
     from tokenizers import decoders, models, pre_tokenizers
 
-    from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format
+    from cs336 import GPT2_PATTERN, Tokenizer
+    from cs336.tokenizer import gpt2_format
 
     vocab_path, merges_path = DATA / "gpt2" / "vocab.json", DATA / "gpt2" / "merges.txt"
     ranks = {t: i for i, t in gpt2_format.read_vocab(vocab_path).items() if i != 50256}

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cs336 import BPETrainer, train_bpe
-from cs336 import reference_bpe as ref
+from cs336.tokenizer import reference as ref
 
 EOT = "<|endoftext|>"
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from cs336 import load_checkpoint, save_checkpoint
-from cs336.checkpoint import read_checkpoint, rng_state, set_rng_state, unwrap_model
-from cs336.model import ModelConfig, TransformerLM
+from cs336.nn.model import ModelConfig, TransformerLM
 from cs336.optim import AdamW
+from cs336.training.checkpoint import read_checkpoint, rng_state, set_rng_state, unwrap_model
 
 CFG = ModelConfig(vocab_size=50, context_length=8, d_model=16, num_layers=1, num_heads=2, d_ff=32)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs336.checkpoint import read_checkpoint
 from cs336.cli import main
-from cs336.metrics import read_metrics
+from cs336.training.checkpoint import read_checkpoint
+from cs336.training.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 

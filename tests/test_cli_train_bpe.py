@@ -11,9 +11,9 @@ import pytest
 
 import cs336
 from cs336 import GPT2_PATTERN, Tokenizer
-from cs336 import reference_bpe as ref
 from cs336.cli import main
-from cs336.gpt2_format import read_dir
+from cs336.tokenizer import reference as ref
+from cs336.tokenizer.gpt2_format import read_dir
 
 EOT = "<|endoftext|>"
 CORPUS = f"the cat sat on the mat{EOT}the dog sat on the log{EOT}" * 5

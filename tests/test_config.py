@@ -8,8 +8,8 @@ import json
 import pytest
 
 from cs336 import DataConfig, OptimConfig, TrainConfig
-from cs336.config import apply_overrides, field_specs, load_config, load_sweep
-from cs336.model import ModelConfig
+from cs336.nn.model import ModelConfig
+from cs336.training.config import apply_overrides, field_specs, load_config, load_sweep
 
 BASE = {
     "max_steps": 100,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cs336 import get_batch, open_tokens
-from cs336.data import check_tokens, eval_batches, max_token_id
+from cs336.training.data import check_tokens, eval_batches, max_token_id
 
 
 @pytest.fixture

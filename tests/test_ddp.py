@@ -15,8 +15,8 @@ import pytest
 import torch.distributed as dist
 
 from cs336 import TrainConfig, train
-from cs336.checkpoint import read_checkpoint
-from cs336.metrics import read_metrics
+from cs336.training.checkpoint import read_checkpoint
+from cs336.training.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ import pytest
 
 from cs336.cli import main
 from cs336.demo import run_demo, split_corpus
-from cs336.stories import EOT, write_corpus
+from cs336.demo.stories import EOT, write_corpus
 from cs336.tokenizer import Tokenizer
 
 TINY = dict(d_model=32, num_layers=1, num_heads=2, d_ff=64, context_length=64)
@@ -42,7 +42,7 @@ def test_demo_on_the_built_in_stories(tmp_path):
 def test_demo_on_a_given_corpus(tmp_path, capsys, monkeypatch):
     import cs336.demo
 
-    monkeypatch.setattr(cs336.demo, "DEMO_MODEL", TINY)
+    monkeypatch.setattr(cs336.demo.pipeline, "DEMO_MODEL", TINY)
     corpus = tmp_path / "corpus.txt"
     write_corpus(corpus, 200, seed=5)
     # the CLI front with the time budget: the number of steps comes from a measured step

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs336.config import load_sweep
 from cs336.training import train
+from cs336.training.config import load_sweep
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
 EXPECTED = {

@@ -1,4 +1,4 @@
-"""cs336.functional against PyTorch's own implementations, forward and backward."""
+"""cs336.nn.functional against PyTorch's own implementations, forward and backward."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cs336 import cross_entropy, gelu, perplexity, scaled_dot_product_attention, silu, softmax
-from cs336.functional import dropout
+from cs336.nn.functional import dropout
 
 # leading batch dims (0 to 2 of them) and a last dim
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)

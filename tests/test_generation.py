@@ -8,7 +8,7 @@ import torch
 
 from cs336 import generate
 from cs336.generation import sample_next
-from cs336.model import ModelConfig, TransformerLM
+from cs336.nn.model import ModelConfig, TransformerLM
 
 
 def tiny_model(**options) -> TransformerLM:
@@ -120,7 +120,7 @@ def test_bad_arguments(kwargs, message):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from cs336 import BPETrainer, TrainConfig, train
-    from cs336.stories import EOT, write_corpus
+    from cs336.demo.stories import EOT, write_corpus
 
     d = tmp_path_factory.mktemp("gen")
     write_corpus(d / "stories.txt", 100, seed=0)

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format, train_bpe
+from cs336 import GPT2_PATTERN, Tokenizer, train_bpe
+from cs336.tokenizer import gpt2_format
 
 EOT = "<|endoftext|>"
 

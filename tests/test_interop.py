@@ -104,7 +104,7 @@ def test_exports_agree_on_generated_text(gpt2, trained, hf, tiktokens, text):
 
 def test_interop_imports_optional_libraries_only_when_used():
     code = (
-        "import sys, cs336, cs336.interop; from cs336 import Tokenizer;"
+        "import sys, cs336, cs336.tokenizer.interop; from cs336 import Tokenizer;"
         "print(sorted(m for m in ('tiktoken', 'tokenizers') if m in sys.modules));"
         "t = Tokenizer({i: bytes([i]) for i in range(256)}, []); t.to_tiktoken();"
         "print('tiktoken' in sys.modules, 'tokenizers' in sys.modules)"

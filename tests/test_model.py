@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cs336 import AdamW, ModelConfig, TransformerLM, cross_entropy
-from cs336.model import KVCache
+from cs336.nn.model import KVCache
 
 SMALL = dict(vocab_size=50, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=48)
 VARIANTS = [

@@ -86,6 +86,74 @@ def test_adamw_first_step_is_the_handout_formula():
     assert opt.state[p]["step"] == 1
 
 
+def _handout_adamw_float64(w0, xs, lr, wd, betas=(0.9, 0.999), eps=1e-8):
+    """The handout's toy problem (a bias-free Linear(3, 2) fitting y = (x0 + x1, -x2))
+    under the handout's AdamW, computed in float64 from the same float32 data."""
+    w = w0.double()
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    beta1, beta2 = betas
+    for t, x in enumerate(xs, 1):
+        x = x.double()
+        grad = -2 * torch.outer(torch.stack([x[0] + x[1], -x[2]]) - w @ x, x)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad**2
+        w = w - lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) * m / (v.sqrt() + eps)
+        w = w - lr * wd * w
+    return w
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize(("lr", "wd"), [(1e-3, 0.01), (1e-5, 0.01), (1e-3, 0.1)])
+def test_adamw_is_the_handout_formula_over_1000_float32_steps(lr, wd, foreach):
+    """The float32 optimizer ends within 1e-6 of the formula computed exactly, also when
+    lr * wd (1e-7) is below the weights' float32 spacing."""
+    torch.manual_seed(42)
+    model = torch.nn.Linear(3, 2, bias=False)
+    w0 = model.weight.detach().clone()
+    xs = [torch.rand(3) for _ in range(1000)]
+    opt = AdamW(model.parameters(), lr=lr, weight_decay=wd, foreach=foreach)
+    for x in xs:
+        opt.zero_grad()
+        ((torch.stack([x[0] + x[1], -x[2]]) - model(x)) ** 2).sum().backward()
+        opt.step()
+    expected = _handout_adamw_float64(w0, xs, lr, wd)
+    torch.testing.assert_close(model.weight.detach().double(), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("opt_cls", [AdamW, SGD])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_a_skipped_step_changes_nothing_and_an_unskipped_one_is_a_normal_step(opt_cls, foreach):
+    kw = {"foreach": foreach, "weight_decay": 0.1} if opt_cls is AdamW else {}
+    a, b = _params(5), _params(5)
+    opt_a, opt_b = opt_cls(a, lr=0.05, **kw), opt_cls(b, lr=0.05, **kw)
+    for params, opt in ((a, opt_a), (b, opt_b)):  # one normal step: moments are non-zero
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    before = [p.detach().clone() for p in a]
+    moments = [[t.clone() for t in opt_a.state[p].values() if torch.is_tensor(t)] for p in a]
+    for p in a:
+        p.grad = torch.full_like(p, float("nan"))
+    opt_a.step(skip=torch.tensor(True))
+    assert all(torch.equal(p, q) for p, q in zip(a, before, strict=True))
+    after = [[t for t in opt_a.state[p].values() if torch.is_tensor(t)] for p in a]
+    assert all(
+        torch.equal(x, y)
+        for m, n in zip(moments, after, strict=True)
+        for x, y in zip(m, n, strict=True)
+    )
+    # not skipped: exactly a plain step (the skipped one still advanced the counter)
+    counter = "step" if opt_cls is AdamW else "t"
+    for params, opt in ((a, opt_a), (b, opt_b)):
+        assert opt.state[params[0]][counter] == (2 if opt is opt_a else 1)
+        for p in params:
+            p.grad = torch.full_like(p, 0.25)
+            opt.state[p][counter] += opt is opt_b
+    opt_a.step(skip=torch.tensor(False))
+    opt_b.step()
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
 def test_adamw_state_dict_round_trip_continues_identically():
     a = _params(3)
     opt_a = _run(AdamW, a, 5, 3, lr=0.01, weight_decay=0.1)

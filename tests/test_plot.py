@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cs336.cli import main
-from cs336.plot import plot_runs
+from cs336.training.plot import plot_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

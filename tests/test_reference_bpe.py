@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from cs336 import reference_bpe as ref
+from cs336.tokenizer import reference as ref
 
 # The CS336 handout's worked example (section 2.4): its pretokenization splits on whitespace.
 HANDOUT = (

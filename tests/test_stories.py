@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cs336.stories import EOT, generate_stories, write_corpus
+from cs336.demo.stories import EOT, generate_stories, write_corpus
 
 
 def test_same_seed_same_stories_other_seed_other_stories():

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from cs336 import GPT2_PATTERN, Tokenizer, gpt2_format, train_bpe
+from cs336 import GPT2_PATTERN, Tokenizer, train_bpe
+from cs336.tokenizer import gpt2_format
 
 tiktoken = pytest.importorskip("tiktoken")
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import cs336.tokenizer
-from cs336 import GPT2_PATTERN, Tokenizer, reference_bpe
+import cs336.tokenizer.tokenizer
+from cs336 import GPT2_PATTERN, Tokenizer
+from cs336.tokenizer import reference as reference_bpe
 
 EOT = "<|endoftext|>"
 BYTES = {i: bytes([i]) for i in range(256)}
@@ -51,7 +52,7 @@ def small(trained) -> Tokenizer:
 
 
 def test_docstring_examples():
-    result = doctest.testmod(cs336.tokenizer)
+    result = doctest.testmod(cs336.tokenizer.tokenizer)
     assert result.attempted > 5 and result.failed == 0
 
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from cs336 import TrainConfig, train
-from cs336.checkpoint import read_checkpoint
-from cs336.config import apply_overrides
-from cs336.metrics import read_metrics
 from cs336.training import NonFiniteLossError
+from cs336.training.checkpoint import read_checkpoint
+from cs336.training.config import apply_overrides
+from cs336.training.metrics import read_metrics
 
 
 def write_tokens(tmp_path, vocab=32):
@@ -126,7 +126,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
 
 
 def test_non_finite_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import cs336.training as training
+    import cs336.training.loop as training
 
     calls = {"n": 0}
     real = training.cross_entropy
@@ -201,7 +201,7 @@ def test_existing_runs_and_resume_paths(tmp_path):
     with pytest.raises(ValueError, match=r"different model \(d_model: 32 vs 64\)"):
         train(make_config(tmp_path, max_steps=4, **{"model.d_model": 64}), resume="auto")
     from cs336 import save_checkpoint
-    from cs336.model import TransformerLM
+    from cs336.nn.model import TransformerLM
 
     cfg = make_config(tmp_path, out_dir=str(tmp_path / "plain"))
     model = TransformerLM.from_config(cfg.model)

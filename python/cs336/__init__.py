@@ -4,6 +4,15 @@ A byte-level BPE tokenizer (training and encoding in a Rust extension) and a com
 pure-PyTorch model, optimizer, training loop and generation stack, following the
 Stanford CS336 (Spring 2024) assignment 1.
 
+The package is organised by concern:
+
+- :mod:`cs336.tokenizer`: BPE training and the Tokenizer (Rust extension ``cs336._core``);
+- :mod:`cs336.nn`: the model (functional math, layers, ``ModelConfig``, ``TransformerLM``);
+- :mod:`cs336.optim`: SGD, AdamW, gradient clipping, the cosine schedule;
+- :mod:`cs336.training`: config, data, checkpoints, the training loop, metrics, plots;
+- :mod:`cs336.generation`, :mod:`cs336.accounting`;
+- :mod:`cs336.cli` (the ``cs336`` command) and :mod:`cs336.demo`.
+
 The tokenizer names are imported eagerly; everything that needs torch is imported on
 first use (PEP 562), so ``from cs336 import Tokenizer`` never imports torch.
 """
@@ -13,8 +22,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cs336.bpe import GPT2_PATTERN, BPETrainer, train_bpe
-from cs336.tokenizer import Tokenizer
+from cs336 import _moved  # noqa: F401  (old module paths keep importing)
+from cs336.tokenizer import GPT2_PATTERN, BPETrainer, Tokenizer, train_bpe
 
 # name -> module that defines it; imported lazily because these modules import torch.
 _LAZY = {
@@ -27,7 +36,7 @@ _LAZY = {
             "cross_entropy",
             "perplexity",
         ],
-        "cs336.functional",
+        "cs336.nn.functional",
     ),
     **dict.fromkeys(
         [
@@ -38,15 +47,17 @@ _LAZY = {
             "MultiHeadSelfAttention",
             "TransformerBlock",
         ],
-        "cs336.layers",
+        "cs336.nn.layers",
     ),
-    **dict.fromkeys(["ModelConfig", "TransformerLM"], "cs336.model"),
-    **dict.fromkeys(["SGD", "AdamW", "clip_grad_norm", "param_groups"], "cs336.optim"),
-    "lr_cosine_schedule": "cs336.schedule",
-    **dict.fromkeys(["get_batch", "open_tokens"], "cs336.data"),
-    **dict.fromkeys(["save_checkpoint", "load_checkpoint"], "cs336.checkpoint"),
-    **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.config"),
-    "train": "cs336.training",
+    "ModelConfig": "cs336.nn.config",
+    "TransformerLM": "cs336.nn.model",
+    **dict.fromkeys(
+        ["SGD", "AdamW", "clip_grad_norm", "param_groups", "lr_cosine_schedule"], "cs336.optim"
+    ),
+    **dict.fromkeys(["get_batch", "open_tokens"], "cs336.training.data"),
+    **dict.fromkeys(["save_checkpoint", "load_checkpoint"], "cs336.training.checkpoint"),
+    **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.training.config"),
+    "train": "cs336.training.loop",
     "generate": "cs336.generation",
 }
 

@@ -1,4 +1,4 @@
-"""Resource accounting of a :class:`~cs336.model.ModelConfig`: parameters, FLOPs, memory, MFU.
+"""Resource accounting of a :class:`~cs336.nn.model.ModelConfig`: parameters, FLOPs, memory, MFU.
 
 Everything is computed from the config by formula (no model is built), and the tests
 check the parameter counts against instantiated models.
@@ -10,7 +10,7 @@ check the parameter counts against instantiated models.
 
 from __future__ import annotations
 
-from cs336.model import ModelConfig
+from cs336.nn.model import ModelConfig
 
 __all__ = [
     "PRESETS",

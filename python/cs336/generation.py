@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from cs336.checkpoint import read_checkpoint
-from cs336.functional import softmax
-from cs336.model import ModelConfig, TransformerLM
+from cs336.nn.functional import softmax
+from cs336.nn.model import ModelConfig, TransformerLM
+from cs336.training.checkpoint import read_checkpoint
 
 if TYPE_CHECKING:
     from cs336.tokenizer import Tokenizer
@@ -63,9 +63,9 @@ def generate(
     when ``eos_id`` is sampled; the returned new ids do not include it. With a seeded
     CPU ``torch.Generator`` the output is deterministic. The model must provide
     ``init_kv_cache(batch_size)`` and ``forward(ids, kv_cache=...)`` (as
-    :class:`cs336.model.TransformerLM` does); it runs in eval mode and is restored after.
+    :class:`cs336.nn.model.TransformerLM` does); it runs in eval mode and is restored after.
 
-    >>> from cs336.model import ModelConfig, TransformerLM
+    >>> from cs336.nn.model import ModelConfig, TransformerLM
     >>> m = TransformerLM.from_config(ModelConfig(50, 16, 32, 1, 2, 64))
     >>> len(generate(m, [1, 2, 3], 5, temperature=0))
     5
@@ -123,7 +123,7 @@ EOT = "<|endoftext|>"
 def load_model(
     checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> TransformerLM:
-    """The :class:`~cs336.model.TransformerLM` saved in ``checkpoint``, on ``device``, in
+    """The :class:`~cs336.nn.model.TransformerLM` saved in ``checkpoint``, on ``device``, in
     eval mode.
 
     Raises:

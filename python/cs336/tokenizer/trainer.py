@@ -4,7 +4,7 @@ The work happens in Rust (``cs336._core``): files are read block by block, cut i
 chunks at special tokens (or, with the GPT-2 pattern, at safe spaces), pretokenized and
 counted on all cores, then merged incrementally. Python holds only the result.
 
-The rules, exactly those of :mod:`cs336.reference_bpe`:
+The rules, exactly those of :mod:`cs336.tokenizer.reference`:
 
 - Special tokens split the text first; they are document boundaries, never merged
   across, and not counted.
@@ -22,13 +22,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cs336 import _checks, _core
 from cs336._core import GPT2_PATTERN
-
-if TYPE_CHECKING:
-    from cs336.tokenizer import Tokenizer
+from cs336.tokenizer.tokenizer import Tokenizer
 
 __all__ = ["GPT2_PATTERN", "BPETrainer", "train_bpe"]
 
@@ -162,15 +159,11 @@ class BPETrainer:
     def train(self, paths: StrPath | Sequence[StrPath]) -> Tokenizer:
         """Train on one file or several and return a :class:`~cs336.tokenizer.Tokenizer`
         (which pretokenizes with this trainer's pattern)."""
-        from cs336.tokenizer import Tokenizer
-
         vocab, merges = self.train_raw(paths)
         return Tokenizer(vocab, merges, self.special_tokens, pattern=self.pattern)
 
     def train_from_iterator(self, texts: Iterable[str]) -> Tokenizer:
         """Train on an iterable of strings and return a :class:`~cs336.tokenizer.Tokenizer`."""
-        from cs336.tokenizer import Tokenizer
-
         vocab, merges = self.train_raw_from_iterator(texts)
         return Tokenizer(vocab, merges, self.special_tokens, pattern=self.pattern)
 

@@ -1,6 +1,6 @@
 """The whole pipeline in one call, on a fresh machine with no downloads (``cs336 demo``):
 
-1. a corpus: built-in children's stories (:mod:`cs336.stories`), or a text file you
+1. a corpus: built-in children's stories (:mod:`cs336.demo.stories`), or a text file you
    give, with documents separated by ``<|endoftext|>``; split into train and validation;
 2. a byte-level BPE tokenizer trained on the training split;
 3. both splits tokenized into ``.npy`` files;
@@ -22,14 +22,14 @@ from typing import Any
 import torch
 
 from cs336._files import atomic_open
-from cs336.config import DataConfig, OptimConfig, TrainConfig
-from cs336.functional import cross_entropy
+from cs336.demo.stories import write_corpus
 from cs336.generation import EOT, load_model, sample_text
-from cs336.model import ModelConfig, TransformerLM
+from cs336.nn.functional import cross_entropy
+from cs336.nn.model import ModelConfig, TransformerLM
 from cs336.optim import AdamW
-from cs336.plot import plot_runs
-from cs336.stories import write_corpus
-from cs336.training import train
+from cs336.training.config import DataConfig, OptimConfig, TrainConfig
+from cs336.training.loop import train
+from cs336.training.plot import plot_runs
 
 # A model that learns the built-in stories in a few CPU minutes (about 1M parameters).
 DEMO_MODEL = {"d_model": 128, "num_layers": 4, "num_heads": 4, "d_ff": 512, "context_length": 128}
@@ -131,7 +131,7 @@ def run_demo(
         FileNotFoundError: ``corpus`` does not exist.
         ValueError: bad sizes, or a corpus without ``<|endoftext|>`` separators.
     """
-    from cs336.bpe import BPETrainer
+    from cs336.tokenizer import BPETrainer
 
     if not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes}")

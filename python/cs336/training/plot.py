@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cs336._files import atomic_open
-from cs336.metrics import METRICS_FILE as METRICS
-from cs336.metrics import read_metrics
+from cs336.training.metrics import METRICS_FILE as METRICS
+from cs336.training.metrics import read_metrics
 
 
 def metrics_path(run: str | os.PathLike[str]) -> str:

@@ -1,4 +1,6 @@
-"""The Transformer language model and its configuration.
+"""The Transformer language model (:class:`TransformerLM`) and its KV cache.
+
+Its hyperparameters are a :class:`~cs336.nn.config.ModelConfig` (re-exported here).
 
 >>> cfg = ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2,
 ...                   num_heads=4, d_ff=64)
@@ -9,114 +11,15 @@ torch.Size([3, 16, 100])
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cs336.layers import AttentionCache, RMSNorm, RotaryEmbedding, TransformerBlock
+from cs336.nn.config import ModelConfig
+from cs336.nn.layers import AttentionCache, RMSNorm, RotaryEmbedding, TransformerBlock
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
-
-_CHOICES = {
-    "norm": ("pre", "post", "none"),
-    "ffn": ("gelu", "swiglu"),
-    "position": ("learned", "rope"),
-    "attention": ("reference", "fused"),
-}
-
-
-@dataclass
-class ModelConfig:
-    """Hyperparameters of a :class:`TransformerLM`; checks itself on construction.
-
-    The defaults of the keyword options are the handout's model: pre-norm, GELU
-    feed-forward, learned absolute positions, untied head, reference attention.
-
-    Raises:
-        ValueError: naming the bad field and value, e.g.
-            ``d_model (500) must be divisible by num_heads (16)``.
-    """
-
-    vocab_size: int
-    context_length: int
-    d_model: int
-    num_layers: int
-    num_heads: int
-    d_ff: int
-    attn_pdrop: float = 0.0
-    residual_pdrop: float = 0.0
-    norm: str = "pre"
-    parallel: bool = False
-    tie_embeddings: bool = False
-    ffn: str = "gelu"
-    position: str = "learned"
-    rope_theta: float = 10000.0
-    attention: str = "reference"
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
-        for name in ("attn_pdrop", "residual_pdrop"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} ({value}) must be in [0, 1)")
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                allowed = ", ".join(repr(c) for c in choices)
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("parallel", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.parallel and self.norm == "post":
-            raise ValueError("parallel layers need norm 'pre' or 'none', got 'post'")
-        if self.position == "rope":
-            if (self.d_model // self.num_heads) % 2:
-                raise ValueError(
-                    f"rope needs an even head dimension, got d_model / num_heads = "
-                    f"{self.d_model} / {self.num_heads} = {self.d_model // self.num_heads}"
-                )
-            if not self.rope_theta > 0:
-                raise ValueError(f"rope_theta must be positive, got {self.rope_theta!r}")
-
-    @property
-    def d_k(self) -> int:
-        """Per-head width ``d_model / num_heads``."""
-        return self.d_model // self.num_heads
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field (``ModelConfig.from_dict`` inverts it)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Build from a dict such as ``to_dict()`` returns.
-
-        Raises:
-            ValueError: for unknown or missing keys (named), or invalid values.
-        """
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        missing = [
-            name for name, f in fields.items() if name not in d and f.default is dataclasses.MISSING
-        ]
-        if missing:
-            raise ValueError(f"missing model config keys: {', '.join(missing)}")
-        return cls(**d)
 
 
 class KVCache:
@@ -145,7 +48,7 @@ class TransformerLM(nn.Module):
     """Decoder-only Transformer language model (the CS336 handout's, plus options).
 
     Token embeddings (+ learned absolute positions unless ``position="rope"``), dropout,
-    ``num_layers`` :class:`~cs336.layers.TransformerBlock` s, a final RMSNorm (absent
+    ``num_layers`` :class:`~cs336.nn.layers.TransformerBlock` s, a final RMSNorm (absent
     with ``norm="none"``) and a linear head. Parameter names follow the course's
     reference layout: ``token_embeddings.weight``, ``position_embeddings.weight``,
     ``layers.{i}.ln1.weight``, ``layers.{i}.attn.{q,k,v,output}_proj.weight``,

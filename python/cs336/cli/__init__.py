@@ -1,4 +1,4 @@
-"""The ``cs336`` command line: one subcommand per module in ``cs336.commands``.
+"""The ``cs336`` command line: one subcommand per module in ``cs336.cli``.
 
 Each subcommand module is a thin argparse front to a typed library function and defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# subcommand -> (module in cs336.commands, one-line help)
+# subcommand -> (module in cs336.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train-bpe": ("train_bpe", "train a byte-level BPE tokenizer on text files"),
     "tokenize": ("tokenize", "encode a text file into a .npy array of token ids"),
@@ -34,7 +34,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            module = importlib.import_module(f"cs336.commands.{module_name}")
+            module = importlib.import_module(f"cs336.cli.{module_name}")
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
     return parser

@@ -20,7 +20,8 @@ HELP = "train a Transformer language model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cs336.config import field_specs, type_name
+    from cs336.training.config import field_specs
+    from cs336.training.fields import type_name
 
     parser.allow_abbrev = False  # `--optim.l` must not silently mean `--optim.lr`
     parser.add_argument(
@@ -54,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336.config import load_sweep
     from cs336.training import NonFiniteLossError, train
+    from cs336.training.config import load_sweep
 
     if args.config is None and str(args.resume).endswith((".toml", ".json")):
         raise ValueError(

@@ -4,7 +4,7 @@
 
 writes ``tok/vocab.json``, ``tok/merges.txt``, ``tok/special_tokens.json`` and, with
 ``--pattern``, ``tok/pattern.txt`` (loadable with ``cs336.Tokenizer.from_dir`` or
-``cs336.gpt2_format.read_dir``) and prints the wall time, peak memory, vocabulary size,
+``cs336.tokenizer.gpt2_format.read_dir``) and prints the wall time, peak memory, vocabulary size,
 number of merges and the longest token.
 """
 
@@ -20,7 +20,7 @@ HELP = "train a byte-level BPE tokenizer on text files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cs336.bpe import GPT2_PATTERN
+    from cs336.tokenizer.trainer import GPT2_PATTERN
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s)")
     parser.add_argument("--vocab-size", type=int, required=True, help="final vocabulary size")
@@ -47,14 +47,14 @@ def peak_rss_mb() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336.bpe import GPT2_PATTERN, BPETrainer
-    from cs336.gpt2_format import (
+    from cs336.tokenizer.gpt2_format import (
         MERGES_FILE,
         PATTERN_FILE,
         SPECIAL_TOKENS_FILE,
         VOCAB_FILE,
         write_dir,
     )
+    from cs336.tokenizer.trainer import GPT2_PATTERN, BPETrainer
 
     start = time.perf_counter()
     trainer = BPETrainer(

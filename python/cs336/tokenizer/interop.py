@@ -1,7 +1,10 @@
 """Use a :class:`~cs336.Tokenizer` with tiktoken and Hugging Face ``tokenizers``.
 
 tiktoken and ``tokenizers`` are optional: each function imports what it needs when
-called, so importing :mod:`cs336` never does.
+called, so importing :mod:`cs336` never does. The functions take and return plain data
+(vocab, merges, special tokens, pattern), so this module never imports the Tokenizer;
+``Tokenizer.to_tiktoken``, ``Tokenizer.from_tiktoken`` and
+``Tokenizer.save_hf_tokenizer_json`` are the public entry points.
 
 tiktoken describes a BPE model by ranks alone (merge the adjacent pair whose concatenation
 has the lowest rank); :func:`to_tiktoken` uses token ids as ranks, which gives the same
@@ -17,42 +20,41 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs336 import gpt2_format
+from cs336.tokenizer import gpt2_format
 
 if TYPE_CHECKING:
     import tiktoken
 
-    from cs336.tokenizer import Tokenizer
+Vocab = dict[int, bytes]
+Merges = list[tuple[bytes, bytes]]
 
 
-def to_tiktoken(tok: Tokenizer, name: str = "cs336") -> tiktoken.Encoding:
-    """A ``tiktoken.Encoding`` with ``tok``'s pattern, ranks = token ids and the special
-    tokens (pass ``allowed_special="all"`` to its ``encode`` to encode them).
+def to_tiktoken(
+    vocab: Vocab, special_tokens: dict[str, int], pattern: str, name: str = "cs336"
+) -> tiktoken.Encoding:
+    """A ``tiktoken.Encoding`` with ``pattern``, ranks = token ids and the special tokens
+    ``{token: id}`` (pass ``allowed_special="all"`` to its ``encode`` to encode them).
 
-    >>> enc = to_tiktoken(Tokenizer.from_dir("gpt2"))  # doctest: +SKIP
+    >>> enc = Tokenizer.from_dir("gpt2").to_tiktoken()  # doctest: +SKIP
     >>> enc.encode("Hello world")  # doctest: +SKIP
     [15496, 995]
     """
     import tiktoken
 
-    specials = tok.special_token_ids
-    special_ids = set(specials.values())
-    ranks = {token: i for i, token in tok.vocab.items() if i not in special_ids}
+    special_ids = set(special_tokens.values())
+    ranks = {token: i for i, token in vocab.items() if i not in special_ids}
     return tiktoken.Encoding(
-        name, pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=specials
+        name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=dict(special_tokens)
     )
 
 
-def from_tiktoken(encoding: Any) -> Tokenizer:
-    """A Tokenizer with the vocabulary, merges, special tokens and pretokenization pattern
-    of a ``tiktoken.Encoding`` (e.g. tiktoken's ``gpt2`` or :func:`to_tiktoken`'s output).
+def from_tiktoken(encoding: Any) -> tuple[Vocab, Merges, list[str], str]:
+    """``(vocab, merges, special tokens, pattern)`` of a ``tiktoken.Encoding`` (e.g.
+    tiktoken's ``gpt2`` or :func:`to_tiktoken`'s output): the Tokenizer's arguments.
 
     Raises:
-        ValueError: a token cannot be built by merging two lower-ranked tokens, or the
-            pattern does not compile in fancy-regex.
+        ValueError: a token cannot be built by merging two lower-ranked tokens.
     """
-    from cs336.tokenizer import Tokenizer
-
     ranks: dict[bytes, int] = dict(encoding._mergeable_ranks)
     merges = []
     for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
@@ -66,7 +68,7 @@ def from_tiktoken(encoding: Any) -> Tokenizer:
     vocab = {rank: token for token, rank in ranks.items()}
     specials: dict[str, int] = dict(encoding._special_tokens)
     vocab.update({i: s.encode("utf-8") for s, i in specials.items()})
-    return Tokenizer(vocab, merges, list(specials), pattern=encoding._pat_str)
+    return vocab, merges, list(specials), encoding._pat_str
 
 
 def _bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
@@ -84,25 +86,31 @@ def _bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
         parts[i : i + 2] = [parts[i] + parts[i + 1]]
 
 
-def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
-    """Write a Hugging Face ``tokenizer.json`` (byte-level BPE splitting with ``tok``'s
-    pattern; the special tokens are added tokens) that ``tokenizers.Tokenizer.from_file``
-    loads and that encodes like ``tok`` (for a pattern whose matches cover all text, as
-    GPT-2's do: ``tokenizers`` keeps the text between matches, ``tok`` drops it). Written
-    atomically; returns the path.
+def write_hf_tokenizer_json(
+    path: str | os.PathLike[str],
+    vocab: Vocab,
+    merges: Merges,
+    special_tokens: dict[str, int],
+    pattern: str,
+) -> Path:
+    """Write a Hugging Face ``tokenizer.json`` (byte-level BPE splitting with ``pattern``;
+    the special tokens ``{token: id}`` are added tokens) that
+    ``tokenizers.Tokenizer.from_file`` loads and that encodes like the Tokenizer of these
+    arguments (for a pattern whose matches cover all text, as GPT-2's do: ``tokenizers``
+    keeps the text between matches, cs336 drops it). Written atomically; returns the path.
 
     >>> import tokenizers  # doctest: +SKIP
-    >>> path = to_hf_tokenizer_json(tok, "tokenizer.json")  # doctest: +SKIP
+    >>> path = tok.save_hf_tokenizer_json("tokenizer.json")  # doctest: +SKIP
     >>> hf = tokenizers.Tokenizer.from_file(str(path))  # doctest: +SKIP
     >>> hf.encode("Hello world").ids == tok.encode("Hello world")  # doctest: +SKIP
     True
     """
     path = Path(path)
     encode = gpt2_format.encode_token
-    specials = tok.special_token_ids
+    specials = dict(special_tokens)
     special_ids = set(specials.values())
-    vocab = {encode(token): i for i, token in sorted(tok.vocab.items()) if i not in special_ids}
-    vocab.update(specials)
+    hf_vocab = {encode(token): i for i, token in sorted(vocab.items()) if i not in special_ids}
+    hf_vocab.update(specials)
     spec = {
         "version": "1.0",
         "truncation": None,
@@ -125,7 +133,7 @@ def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
             "pretokenizers": [
                 {
                     "type": "Split",
-                    "pattern": {"Regex": tok.pattern},
+                    "pattern": {"Regex": pattern},
                     "behavior": "Isolated",
                     "invert": False,
                 },
@@ -153,8 +161,8 @@ def to_hf_tokenizer_json(tok: Tokenizer, path: str | os.PathLike[str]) -> Path:
             "fuse_unk": False,
             "byte_fallback": False,
             "ignore_merges": False,
-            "vocab": vocab,
-            "merges": [f"{encode(a)} {encode(b)}" for a, b in tok.merges],
+            "vocab": hf_vocab,
+            "merges": [f"{encode(a)} {encode(b)}" for a, b in merges],
         },
     }
     gpt2_format.atomic_write_text(path, json.dumps(spec, ensure_ascii=False) + "\n")

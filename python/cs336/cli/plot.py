@@ -1,5 +1,5 @@
 """``cs336 plot RUN_DIR_OR_JSONL... --out PNG``: loss curves against steps and wall-clock
-(a thin front to :func:`cs336.plot.plot_runs`)."""
+(a thin front to :func:`cs336.training.plot.plot_runs`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336.plot import plot_runs
+    from cs336.training.plot import plot_runs
 
     out = plot_runs(args.runs, args.out, labels=args.labels, log_y=args.log_y)
     print(f"wrote {out}")

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs336 import _checks, _core, gpt2_format
+from cs336 import _checks, _core
 from cs336._core import GPT2_PATTERN
+from cs336.tokenizer import gpt2_format, interop
 
 if TYPE_CHECKING:
     import tiktoken
@@ -354,24 +355,28 @@ class Tokenizer:
     # ==== interop
 
     def to_tiktoken(self, name: str = "cs336") -> tiktoken.Encoding:
-        """This tokenizer as a ``tiktoken.Encoding`` (see :func:`cs336.interop.to_tiktoken`)."""
-        from cs336 import interop
-
-        return interop.to_tiktoken(self, name=name)
+        """This tokenizer as a ``tiktoken.Encoding`` (see
+        :func:`cs336.tokenizer.interop.to_tiktoken`; tiktoken is imported on first use)."""
+        return interop.to_tiktoken(self._vocab, self._special_ids, self.pattern, name=name)
 
     @classmethod
     def from_tiktoken(cls, encoding: Any) -> Tokenizer:
-        """A Tokenizer from a ``tiktoken.Encoding`` (see :func:`cs336.interop.from_tiktoken`)."""
-        from cs336 import interop
+        """A Tokenizer from a ``tiktoken.Encoding`` (see
+        :func:`cs336.tokenizer.interop.from_tiktoken`).
 
-        return interop.from_tiktoken(encoding)
+        Raises:
+            ValueError: a token is not the merge of two lower-ranked tokens, or the
+                pattern does not compile in fancy-regex.
+        """
+        vocab, merges, specials, pattern = interop.from_tiktoken(encoding)
+        return cls(vocab, merges, specials, pattern=pattern)
 
     def save_hf_tokenizer_json(self, path: PathLike) -> Path:
         """Write a Hugging Face ``tokenizer.json`` (see
-        :func:`cs336.interop.to_hf_tokenizer_json`)."""
-        from cs336 import interop
-
-        return interop.to_hf_tokenizer_json(self, path)
+        :func:`cs336.tokenizer.interop.write_hf_tokenizer_json`); returns its path."""
+        return interop.write_hf_tokenizer_json(
+            path, self._vocab, self._merges, self._special_ids, self.pattern
+        )
 
 
 def _check_merge(i: int, pair: Any) -> tuple[bytes, bytes]:

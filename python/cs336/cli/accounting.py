@@ -95,7 +95,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _model_config(args: argparse.Namespace) -> Any:
     from cs336.accounting import PRESETS
-    from cs336.model import ModelConfig
+    from cs336.nn.model import ModelConfig
 
     overrides = {
         name: getattr(args, name)

@@ -5,7 +5,7 @@ A config file has the run settings at the top and one table per section::
 
     max_steps = 5000              # top-level keys are TrainConfig's run settings
     out_dir = "runs/tinystories"
-    [model]                       # cs336.model.ModelConfig
+    [model]                       # cs336.nn.model.ModelConfig
     vocab_size = 10000
     ...
     [optim]                       # OptimConfig
@@ -27,19 +27,17 @@ expands it into one config per combination (see ``configs/lr_sweep.toml``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import json
 import math
 import os
 import sys
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cs336.model import ModelConfig
+from cs336.nn.config import ModelConfig
+from cs336.training.fields import FieldSpec, build, convert, dataclass_fields, unknown_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "field_specs",
+    "read_config_file",
     "load_config",
     "load_sweep",
 ]
@@ -263,167 +262,25 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Field discovery and type conversion
+# Fields and overrides
 
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
-# Help texts of ModelConfig's fields (that dataclass lives in cs336.model).
-_MODEL_HELP = {
-    "vocab_size": "number of token ids (at least the tokenizer's)",
-    "context_length": "longest sequence the model handles, in tokens",
-    "d_model": "width of the residual stream",
-    "num_layers": "number of Transformer blocks",
-    "num_heads": "attention heads (must divide d_model)",
-    "d_ff": "inner width of the feed-forward layers",
-    "attn_pdrop": "dropout on attention probabilities",
-    "residual_pdrop": "dropout on the embeddings and each residual branch",
-    "norm": "RMSNorm placement: pre, post or none",
-    "parallel": "parallel attention and feed-forward: x + Attn(norm x) + FFN(norm x)",
-    "tie_embeddings": "share the token embedding matrix with the LM head",
-    "ffn": "feed-forward type: gelu or swiglu",
-    "position": "positions: learned (absolute) or rope",
-    "rope_theta": "RoPE base frequency",
-    "attention": "attention kernel: reference or fused (torch SDPA)",
-}
 
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One settable field: its dotted name, type, default (MISSING if required) and help."""
-
-    name: str
-    type: Any
-    default: Any
-    help: str
-
-
-def _fields(cls: type) -> dict[str, FieldSpec]:
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.name in _SECTIONS and cls is TrainConfig:
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = dataclasses.MISSING
-        help_text = f.metadata.get(
-            "help", _MODEL_HELP.get(f.name, "") if cls is ModelConfig else ""
-        )
-        out[f.name] = FieldSpec(f.name, hints[f.name], default, help_text)
-    return out
+def _build(cls: type, d: Mapping[str, Any], prefix: str, *, source: str = "config") -> Any:
+    sections = _SECTIONS if cls is TrainConfig else None
+    return build(cls, d, prefix, sections=sections, source=source)
 
 
 def field_specs() -> list[FieldSpec]:
     """Every field a config file or a ``--section.key`` flag can set, run settings first."""
-    specs = list(_fields(TrainConfig).values())
+    specs = list(dataclass_fields(TrainConfig, skip=list(_SECTIONS)).values())
     for section, cls in _SECTIONS.items():
-        specs += [dataclasses.replace(s, name=f"{section}.{s.name}") for s in _fields(cls).values()]
+        specs += [
+            dataclasses.replace(s, name=f"{section}.{s.name}")
+            for s in dataclass_fields(cls).values()
+        ]
     return specs
-
-
-def type_name(tp: Any) -> str:
-    """Short name of a field type for help texts: ``int``, ``float|none``, ``a|b``..."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return "|".join(str(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return "|".join("none" if a is type(None) else type_name(a) for a in args)
-    if origin is tuple:
-        return ",".join(type_name(a) for a in args)
-    return getattr(tp, "__name__", str(tp))
-
-
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-
-def _convert(value: Any, tp: Any, name: str) -> Any:
-    """``value`` (a string from the command line, or a TOML/JSON value) as type ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    bad = ValueError(f"{name}: expected {type_name(tp)}, got {value!r}")
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-            raise bad
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _convert(value, arg, name)
-                except ValueError:
-                    pass
-        raise bad
-    if origin is Literal:
-        if value in args:
-            return value
-        raise ValueError(f"{name} must be one of {', '.join(map(str, args))}, got {value!r}")
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or len(items) != len(args):
-            raise bad
-        return tuple(_convert(v, a, name) for v, a in zip(items, args, strict=True))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise bad
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        if isinstance(value, float) and value.is_integer():  # e.g. 1e4 written as a float
-            return int(value)
-        raise bad
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    return value
-
-
-def _unknown(key: str, known: Sequence[str], where: str) -> ValueError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ValueError(f"unknown config key {key!r} in {where}{hint}")
-
-
-def _build(cls: type, d: Mapping[str, Any], prefix: str, *, source: str = "config") -> Any:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{prefix or 'config'} in {source} must be a table, got {d!r}")
-    specs = _fields(cls)
-    sections = _SECTIONS if cls is TrainConfig else {}
-    known = [*specs, *sections]
-    kwargs: dict[str, Any] = {}
-    for key, value in d.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key in sections:
-            kwargs[key] = _build(sections[key], value, key, source=source)
-        elif key in specs:
-            kwargs[key] = _convert(value, specs[key].type, dotted)
-        else:
-            raise _unknown(dotted, [f"{prefix}.{k}" if prefix else k for k in known], source)
-    required = [k for k, s in specs.items() if s.default is dataclasses.MISSING]
-    required += [k for k in sections if k != "optim"]
-    missing = [f"{prefix}.{k}" if prefix else k for k in required if k not in kwargs]
-    if missing:
-        raise ValueError(f"missing config key(s) in {source}: {', '.join(missing)}")
-    return cls(**kwargs)
 
 
 def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -437,10 +294,10 @@ def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str
     specs = {s.name: s for s in field_specs()}
     for key, value in overrides.items():
         if key not in specs:
-            raise _unknown(key, list(specs), "the overrides")
+            raise unknown_key(key, list(specs), "the overrides")
         section, _, name = key.rpartition(".")
         target = d.setdefault(section, {}) if section else d
-        target[name] = _convert(value, specs[key].type, key)
+        target[name] = convert(value, specs[key].type, key)
     return d
 
 
@@ -511,7 +368,7 @@ def load_sweep(
     axes: list[tuple[str, list[Any]]] = []
     for key, values in sweep.items():
         if key not in known:
-            raise _unknown(key, sorted(known), f"[sweep] of {source}")
+            raise unknown_key(key, sorted(known), f"[sweep] of {source}")
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep key {key!r} in {source} needs a non-empty list of values")
         if key not in overrides:

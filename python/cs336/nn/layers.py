@@ -2,7 +2,7 @@
 
 Reference path: only ``nn.Parameter``, ``nn.Module`` containers, ``nn.Linear``,
 ``nn.Embedding`` and ``nn.Dropout`` from ``torch.nn``, with the math in
-``cs336.functional``. ``attention="fused"`` switches attention to PyTorch's
+``cs336.nn.functional``. ``attention="fused"`` switches attention to PyTorch's
 ``F.scaled_dot_product_attention`` (tested equal to the reference).
 """
 
@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # only for the explicit attention="fused" option
 
-from cs336.functional import gelu, scaled_dot_product_attention, silu
+from cs336.nn.config import check_variant
+from cs336.nn.functional import gelu, scaled_dot_product_attention, silu
 
 __all__ = [
     "RMSNorm",
@@ -246,12 +247,9 @@ class TransformerBlock(nn.Module):
         attention: str = "reference",
     ) -> None:
         super().__init__()
-        if norm not in ("pre", "post", "none"):
-            raise ValueError(f"norm must be 'pre', 'post' or 'none', got {norm!r}")
-        if ffn not in ("gelu", "swiglu"):
-            raise ValueError(f"ffn must be 'gelu' or 'swiglu', got {ffn!r}")
-        if attention not in ("reference", "fused"):
-            raise ValueError(f"attention must be 'reference' or 'fused', got {attention!r}")
+        check_variant("norm", norm)
+        check_variant("ffn", ffn)
+        check_variant("attention", attention)
         if parallel and norm == "post":
             raise ValueError("parallel layers need norm='pre' or 'none', got 'post'")
         self.norm = norm

@@ -7,8 +7,8 @@ equals the single-process one. The generator's state is the data position saved 
 checkpoint, which makes a resumed run continue exactly.
 
 Files in ``config.out_dir``: ``config.json``, ``metrics.jsonl`` (see
-:mod:`cs336.metrics`), ``checkpoint.pt`` (latest; see :mod:`cs336.checkpoint`) and its
-human-readable ``checkpoint.json``.
+:mod:`cs336.training.metrics`), ``checkpoint.pt`` (latest; see
+:mod:`cs336.training.checkpoint`) and its human-readable ``checkpoint.json``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from tqdm.auto import tqdm
 
 from cs336._files import atomic_open
 from cs336.accounting import mfu
-from cs336.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cs336.config import TrainConfig
-from cs336.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
-from cs336.functional import cross_entropy
-from cs336.metrics import (
+from cs336.nn.functional import cross_entropy
+from cs336.nn.model import TransformerLM
+from cs336.optim import AdamW, clip_grad_norm, lr_cosine_schedule, param_groups
+from cs336.training.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cs336.training.config import TrainConfig
+from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
+from cs336.training.metrics import (
     METRICS_FILE,
     JSONLSink,
     MetricsLogger,
@@ -47,9 +49,6 @@ from cs336.metrics import (
     require,
     truncate_metrics,
 )
-from cs336.model import TransformerLM
-from cs336.optim import AdamW, clip_grad_norm, param_groups
-from cs336.schedule import lr_cosine_schedule
 
 CHECKPOINT = "checkpoint.pt"
 

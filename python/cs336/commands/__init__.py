@@ -1,1 +1,0 @@
-"""Subcommands of the ``cs336`` command line (see ``cs336.cli``)."""
