@@ -275,7 +275,9 @@ def run_row(name: str, paths: dict[str, Path], timeout: float) -> dict[str, obje
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS))
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cs336-issue10")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cs336-issue10"
+    )
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
     paths = make_inputs(args.workdir)

@@ -3,8 +3,9 @@
 //! Input: each distinct pretoken with its count ([`counts`]). Each pretoken becomes a
 //! *word* of token ids, initially its bytes, stored in blocks ([`words`]). The trainer keeps
 //! - the count of every adjacent pair, weighted by word counts,
-//! - an index pair -> the blocks that contain (or once contained) it,
-//! - a max-heap of [`Candidate`]s ordered by (count, (left bytes, right bytes)).
+//! - an index pair -> the blocks that contain (or once contained) it ([`pairs`]),
+//! - a max-heap of (count, pair) ordered by count, then (left bytes, right bytes)
+//!   ([`queue`]).
 //!
 //! Each step pops the best pair; a stale heap entry (its count has dropped since it was
 //! pushed) is pushed back with the current count. Merging a pair only visits the blocks
@@ -12,12 +13,8 @@
 //! neighbouring pairs change, so no step rescans the corpus, and a long word costs at most
 //! a block's length per occurrence of the pair.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{try_reserve, try_reserve_map, Error, Result};
@@ -26,9 +23,13 @@ use crate::pretokenize::{Pretokenizer, SpecialTokens};
 use crate::progress::Progress;
 
 pub mod counts;
+pub mod pairs;
+pub mod queue;
 pub mod words;
 
 pub use counts::{Chunking, Counts, PretokenCounter};
+use pairs::initial_pairs;
+use queue::Queue;
 use words::{Pair, Words};
 
 /// Everything that defines a training run except the input.
@@ -62,7 +63,7 @@ impl TrainConfig {
 /// and the merges as token-id pairs, in creation order (merge `i` creates id `256 + i`).
 #[derive(Debug, Clone)]
 pub struct Trained {
-    pub tokens: Vec<Arc<Vec<u8>>>,
+    pub tokens: Vec<Vec<u8>>,
     pub merges: Vec<Pair>,
 }
 
@@ -143,43 +144,51 @@ pub fn train_words<'a>(
     )
 }
 
-/// Words whose headers are loaded together before they are merged (see [`train`]).
+/// Blocks whose headers are loaded together before they are merged (see [`train`]).
 const BATCH: usize = 32;
 
-/// A heap entry: a pair with its count when it was pushed, and the bytes of its two
-/// tokens so that ties compare without a vocabulary lookup.
-#[derive(Debug)]
-struct Candidate {
-    count: u64,
-    left: Arc<Vec<u8>>,
-    right: Arc<Vec<u8>>,
-    pair: Pair,
+const NO_BLOCK: u32 = u32::MAX;
+
+/// One merge step's change to a pair: its count, and the first and last entry of its
+/// chain of blocks in the step's `formed` list (`NO_BLOCK` when empty).
+#[derive(Debug, Clone, Copy)]
+struct Delta {
+    change: i64,
+    head: u32,
+    tail: u32,
 }
 
-impl Ord for Candidate {
-    /// The rule: "the most frequent pair wins; ties go to the lexicographically greater
-    /// pair, compared as (bytes, bytes)". BinaryHeap pops the greatest entry.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.count.cmp(&other.count).then_with(|| {
-            (self.left.as_slice(), self.right.as_slice())
-                .cmp(&(other.left.as_slice(), other.right.as_slice()))
-        })
+/// Record that pair `p` changed by `change` in `block` (where it formed, if positive).
+fn record(
+    deltas: &mut FxHashMap<Pair, Delta>,
+    formed: &mut Vec<(u32, u32)>,
+    p: Pair,
+    change: i64,
+    block: u32,
+) -> Result<()> {
+    if deltas.len() == deltas.capacity() {
+        try_reserve_map(deltas, deltas.len().max(16))?;
     }
-}
-
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    let delta = deltas.entry(p).or_insert(Delta {
+        change: 0,
+        head: NO_BLOCK,
+        tail: NO_BLOCK,
+    });
+    delta.change += change;
+    if change > 0 && (delta.tail == NO_BLOCK || formed[delta.tail as usize].0 != block) {
+        if formed.len() == formed.capacity() {
+            try_reserve(formed, formed.len().max(16))?;
+        }
+        let link = formed.len() as u32;
+        formed.push((block, NO_BLOCK));
+        match delta.tail {
+            NO_BLOCK => delta.head = link,
+            tail => formed[tail as usize].1 = link,
+        }
+        delta.tail = link;
     }
+    Ok(())
 }
-
-impl PartialEq for Candidate {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Candidate {}
 
 /// The number of merges that `vocab_size` leaves room for, after the 256 byte tokens and
 /// `num_special` special tokens; [`Error::VocabTooSmall`] if it cannot hold those.
@@ -189,75 +198,6 @@ pub fn merges_for(vocab_size: usize, num_special: usize) -> Result<usize> {
         vocab_size,
         minimum,
     })
-}
-
-/// Append `x`, growing `v` fallibly.
-fn push<T>(v: &mut Vec<T>, x: T) -> Result<()> {
-    if v.len() == v.capacity() {
-        try_reserve(v, v.len().max(4))?;
-    }
-    v.push(x);
-    Ok(())
-}
-
-/// Pair counts and the pair -> blocks index of all words (of single bytes), counted in
-/// parallel over contiguous runs of blocks, so each list comes out in increasing order.
-type PairTables = (FxHashMap<Pair, i64>, FxHashMap<Pair, Vec<u32>>);
-
-fn initial_pairs(words: &Words, num_threads: Option<usize>) -> Result<PairTables> {
-    let pool = pool(num_threads)?;
-    let blocks = words.blocks();
-    let parts = pool.current_num_threads().max(1);
-    let per_part = blocks.len().div_ceil(parts).max(1);
-    // Initial ids are bytes: a dense table per part, indexed by `left << 8 | right`.
-    let tables: Vec<Vec<(i64, Vec<u32>)>> = pool.install(|| {
-        blocks
-            .par_chunks(per_part)
-            .map(|part| -> Result<Vec<(i64, Vec<u32>)>> {
-                let mut table: Vec<(i64, Vec<u32>)> = Vec::new();
-                try_reserve(&mut table, 1 << 16)?;
-                table.resize_with(1 << 16, Default::default);
-                for &block in part {
-                    let count = words.count(block) as i64;
-                    let ids = words.ids(block);
-                    let cross = ids.last().copied().zip(words.first_after(block));
-                    let pairs = ids.windows(2).map(|w| (w[0], w[1])).chain(cross);
-                    for (a, b) in pairs {
-                        let (n, list) = &mut table[(a as usize) << 8 | b as usize];
-                        *n += count;
-                        if list.last() != Some(&block) {
-                            push(list, block)?;
-                        }
-                    }
-                }
-                Ok(table)
-            })
-            .collect::<Result<_>>()
-    })?;
-    let mut counts = FxHashMap::default();
-    let mut index = FxHashMap::default();
-    let mut tables: Vec<_> = tables.into_iter().map(Vec::into_iter).collect();
-    for key in 0..1u32 << 16 {
-        let mut total = 0;
-        let mut list: Vec<u32> = Vec::new();
-        for table in &mut tables {
-            let (n, part) = table.next().unwrap_or_default();
-            total += n;
-            if list.is_empty() {
-                list = part;
-            } else {
-                try_reserve(&mut list, part.len())?;
-                list.extend(part);
-            }
-        }
-        if total > 0 {
-            try_reserve_map(&mut counts, 1)?;
-            try_reserve_map(&mut index, 1)?;
-            counts.insert((key >> 8, key & 0xff), total);
-            index.insert((key >> 8, key & 0xff), list);
-        }
-    }
-    Ok((counts, index))
 }
 
 /// Learn up to `num_merges` merges from `words`. Stops early when no pair is left (or
@@ -271,76 +211,69 @@ fn train(
     progress: &Progress,
 ) -> Result<Trained> {
     progress.check()?;
-    let mut tokens: Vec<Arc<Vec<u8>>> = (0..=255u8).map(|b| Arc::new(vec![b])).collect();
+    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     // Ids are u32 (the corpus runs out of pairs long before this bound).
     let num_merges = num_merges.min(u32::MAX as usize - 256);
-    let (mut pair_counts, mut index) = initial_pairs(&words, num_threads)?;
+    let mut pairs = initial_pairs(&words, &*pool(num_threads)?)?;
     progress.check()?;
-    let fits = |pair: Pair, tokens: &[Arc<Vec<u8>>]| {
+    let fits = |pair: Pair, tokens: &[Vec<u8>]| {
         max_token_length.map_or(true, |max| {
             tokens[pair.0 as usize].len() + tokens[pair.1 as usize].len() <= max
         })
     };
-    let candidate = |pair: Pair, count: i64, tokens: &[Arc<Vec<u8>>]| Candidate {
-        count: count as u64,
-        left: Arc::clone(&tokens[pair.0 as usize]),
-        right: Arc::clone(&tokens[pair.1 as usize]),
-        pair,
-    };
-    let mut heap: BinaryHeap<Candidate> = BinaryHeap::new();
-    heap.try_reserve(pair_counts.len())
-        .map_err(|_| Error::OutOfMemory {
-            bytes: pair_counts.len() * std::mem::size_of::<Candidate>(),
-        })?;
-    for (&pair, &count) in &pair_counts {
+    let mut queue = Queue::default();
+    queue.reserve(pairs.len())?;
+    for (&pair, info) in &pairs {
         if fits(pair, &tokens) {
-            heap.push(candidate(pair, count, &tokens));
+            queue.push(info.count as u64, pair, &tokens)?;
         }
     }
     progress.report(|| {
         format!(
             "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
             words.blocks().len(),
-            pair_counts.len()
+            pairs.len()
         )
     });
 
     let mut merges = Vec::new();
     try_reserve(&mut merges, num_merges.min(1 << 20))?;
-    let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
+    // The changes of one merge step: per pair, the count change and the chain (in
+    // `formed`) of the blocks where it formed, for the pair table.
+    let mut deltas: FxHashMap<Pair, Delta> = FxHashMap::default();
+    let mut formed: Vec<(u32, u32)> = Vec::new();
     while merges.len() < num_merges {
         progress.poll()?;
-        let Some(top) = heap.pop() else { break };
-        let current = pair_counts.get(&top.pair).copied().unwrap_or(0);
+        let Some((count, pair)) = queue.pop(&tokens) else {
+            break;
+        };
+        let current = pairs.get(&pair).map_or(0, |info| info.count);
         if current <= 0 {
             continue;
         }
-        if current as u64 != top.count {
+        if current as u64 != count {
             // Stale: counts only fall, so re-queue with the current count.
-            heap.push(Candidate {
-                count: current as u64,
-                ..top
-            });
+            queue.push(current as u64, pair, &tokens)?;
             continue;
         }
 
-        let pair = top.pair;
         let new_id = tokens.len() as u32;
+        let (left, right) = (&tokens[pair.0 as usize], &tokens[pair.1 as usize]);
         let mut token = Vec::new();
-        try_reserve(&mut token, top.left.len() + top.right.len())?;
-        token.extend_from_slice(&top.left);
-        token.extend_from_slice(&top.right);
-        push(&mut tokens, Arc::new(token))?;
-        push(&mut merges, pair)?;
+        try_reserve(&mut token, left.len() + right.len())?;
+        token.extend_from_slice(left);
+        token.extend_from_slice(right);
+        try_reserve(&mut tokens, 1)?;
+        tokens.push(token);
+        try_reserve(&mut merges, 1)?;
+        merges.push(pair);
 
         deltas.clear();
-        let mut blocks = index.remove(&pair).unwrap_or_default();
-        // Merges within a word go left to right: blocks in increasing order (a list gets
-        // entries from two merge steps, each in order, so it may hold two sorted runs).
-        if !blocks.windows(2).all(|w| w[0] <= w[1]) {
-            blocks.sort_unstable();
-        }
-        blocks.dedup();
+        formed.clear();
+        let blocks = match pairs.remove(&pair) {
+            Some(info) => info.blocks.into_sorted()?,
+            None => Vec::new(),
+        };
         let mut failed = None;
         for batch in blocks.chunks(BATCH) {
             progress.poll()?;
@@ -352,27 +285,10 @@ fn train(
             }
             for (&w, &count) in batch.iter().zip(&counts) {
                 words.merge_pair(w, pair, new_id, |block, p, d| {
-                    if deltas.len() == deltas.capacity() {
-                        let more = deltas.len().max(16);
-                        if let Err(e) = try_reserve_map(&mut deltas, more) {
+                    // The merged pair itself leaves the table below.
+                    if p != pair {
+                        if let Err(e) = record(&mut deltas, &mut formed, p, d * count, block) {
                             failed = Some(e);
-                            return;
-                        }
-                    }
-                    *deltas.entry(p).or_default() += d * count;
-                    if d > 0 {
-                        if index.len() == index.capacity() {
-                            let more = index.len().max(16);
-                            if let Err(e) = try_reserve_map(&mut index, more) {
-                                failed = Some(e);
-                                return;
-                            }
-                        }
-                        let list = index.entry(p).or_default();
-                        if list.last() != Some(&block) {
-                            if let Err(e) = push(list, block) {
-                                failed = Some(e);
-                            }
                         }
                     }
                 });
@@ -381,28 +297,42 @@ fn train(
                 return Err(e);
             }
         }
-        try_reserve_map(&mut pair_counts, deltas.len())?;
-        heap.try_reserve(deltas.len())
-            .map_err(|_| Error::OutOfMemory {
-                bytes: deltas.len() * std::mem::size_of::<Candidate>(),
-            })?;
-        for (&p, &d) in &deltas {
-            if d == 0 {
+        try_reserve_map(&mut pairs, deltas.len())?;
+        queue.reserve(deltas.len())?;
+        for (&p, delta) in &deltas {
+            if delta.change == 0 && delta.head == NO_BLOCK {
                 continue;
             }
-            let count = pair_counts.entry(p).or_default();
-            *count += d;
+            let info = pairs.entry(p).or_default();
+            info.count += delta.change;
+            if info.count <= 0 {
+                // Gone from every word: drop its stale block list too.
+                pairs.remove(&p);
+                continue;
+            }
+            let mut link = delta.head;
+            while link != NO_BLOCK {
+                let (block, next) = formed[link as usize];
+                info.blocks.push(block)?;
+                link = next;
+            }
             // Only pairs with the new token can gain: they are new, so queue them.
-            if d > 0 && fits(p, &tokens) {
-                heap.push(candidate(p, *count, &tokens));
+            if delta.change > 0 && fits(p, &tokens) {
+                queue.push(info.count as u64, p, &tokens)?;
             }
         }
-        pair_counts.remove(&pair);
+        pairs.remove(&pair);
         if merges.len() % 1000 == 0 {
             progress.report(|| format!("merges: {}/{num_merges}", merges.len()));
         }
     }
-    progress.report(|| format!("done: {} merges", merges.len()));
+    progress.report(|| {
+        format!(
+            "done: {} merges ({} distinct pairs left)",
+            merges.len(),
+            pairs.len()
+        )
+    });
     Ok(Trained { tokens, merges })
 }
 

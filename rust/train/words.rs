@@ -17,7 +17,7 @@ use crate::error::{try_reserve, Error, Result};
 pub type Pair = (u32, u32);
 
 /// Symbols per block.
-pub const BLOCK: usize = 64;
+pub const BLOCK: usize = 32;
 
 const LINKED: u32 = 1 << 31;
 const NONE: u32 = u32::MAX;
@@ -167,15 +167,29 @@ impl Words {
         let (a, b) = pair;
         let start = self.start(offset);
         let n = self.len(offset);
-        let (mut read, mut write) = (0, 0);
+        // Nothing moves before the first occurrence: start there.
+        let ids = &self.data[start..start + n];
+        let Some(first) = ids.iter().enumerate().position(|(i, &id)| {
+            id == a
+                && if i + 1 < n {
+                    ids[i + 1] == b
+                } else {
+                    self.first_after(offset) == Some(b)
+                }
+        }) else {
+            return;
+        };
+        let (mut read, mut write) = (first, first);
         while read < n {
             let here = self.data[start + read];
-            let partner = if read + 1 < n {
-                Some(self.data[start + read + 1])
-            } else {
-                self.first_after(offset)
+            let partner = || {
+                if read + 1 < n {
+                    Some(self.data[start + read + 1])
+                } else {
+                    self.first_after(offset)
+                }
             };
-            if here != a || partner != Some(b) {
+            if here != a || partner() != Some(b) {
                 self.data[start + write] = here;
                 read += 1;
                 write += 1;
