@@ -28,9 +28,8 @@
 //! the pretokens of the whole (here and in tests/test_boundary.py), and cuts exist every
 //! few characters in CJK and Cyrillic text.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::AhoCorasick;
 
-use crate::error::{Error, Result};
 use crate::pretokenize::scanner::{class_table, Class};
 use crate::pretokenize::{Pretokenizer, SpecialTokens};
 
@@ -54,23 +53,13 @@ pub struct Boundary {
 
 impl Boundary {
     /// The rule for text pretokenized by `pretokenizer` after splitting on `specials`.
-    pub fn new(pretokenizer: &Pretokenizer, specials: &SpecialTokens) -> Result<Self> {
+    pub fn new(pretokenizer: &Pretokenizer, specials: &SpecialTokens) -> Self {
         let tokens = specials.tokens();
-        let occurrences = if tokens.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .build(tokens)
-                    .map_err(|e| Error::BadModel(format!("special tokens: {e}")))?,
-            )
-        };
-        Ok(Boundary {
+        Boundary {
             gpt2: pretokenizer.uses_scanner(),
-            occurrences,
+            occurrences: specials.occurrences().cloned(),
             max_special_len: tokens.iter().map(String::len).max().unwrap_or(0),
-        })
+        }
     }
 
     /// Whether any position can ever be a cut (false for a custom pattern without special

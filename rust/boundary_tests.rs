@@ -81,7 +81,7 @@ fn random_text(rng: &mut u64, max_pieces: u64) -> String {
 /// Every position that `boundary` allows in `text` splits it into two texts whose
 /// pretokens together are those of `text`. Returns the number of cuts checked.
 fn check_cuts_are_safe(text: &str, pretokenizer: &Pretokenizer, specials: &SpecialTokens) -> usize {
-    let boundary = Boundary::new(pretokenizer, specials).unwrap();
+    let boundary = Boundary::new(pretokenizer, specials);
     let whole = split(text, pretokenizer, specials);
     let mut cuts = 0;
     let mut from = 0;
@@ -124,7 +124,7 @@ fn cuts_are_safe_in_random_text_of_every_script() {
 fn custom_patterns_are_cut_only_after_special_tokens() {
     let lookaround = Pretokenizer::new(r"(?<=a)a+|[ab]+(?=b)|\S+|\s+").unwrap();
     let specials = SpecialTokens::new(&["<s>", "<s><s>", "s>x"]).unwrap();
-    let boundary = Boundary::new(&lookaround, &specials).unwrap();
+    let boundary = Boundary::new(&lookaround, &specials);
     let text = "aab <s>ab<s><s>aaa<s>s>x b<s>x<s>aa ab";
     let mut cuts = Vec::new();
     let mut from = 0;
@@ -140,7 +140,7 @@ fn custom_patterns_are_cut_only_after_special_tokens() {
         check_cuts_are_safe(&random_text(&mut rng, 12), &lookaround, &specials);
     }
     let none = SpecialTokens::new::<&str>(&[]).unwrap();
-    let plain = Boundary::new(&lookaround, &none).unwrap();
+    let plain = Boundary::new(&lookaround, &none);
     assert!(!plain.can_cut());
     assert_eq!(plain.first_cut("ab ab", 0, true), None);
 }
@@ -150,8 +150,7 @@ fn gaps(text: &str) -> Vec<usize> {
     let boundary = Boundary::new(
         &Pretokenizer::gpt2(),
         &SpecialTokens::new(&["<|endoftext|>"]).unwrap(),
-    )
-    .unwrap();
+    );
     let cuts = boundary.cuts(text, 1, true, 0);
     let mut last = 0;
     cuts.iter()
@@ -190,8 +189,7 @@ fn no_cut_inside_a_special_token_a_whitespace_run_or_a_word() {
     let boundary = Boundary::new(
         &Pretokenizer::gpt2(),
         &SpecialTokens::new(&["<s>"]).unwrap(),
-    )
-    .unwrap();
+    );
     let cuts = |text: &str| boundary.cuts(text, 1, true, 0);
     // Not next to a special token either, except right after it.
     assert_eq!(cuts("ab<s>ab"), [5, 7]);
@@ -208,8 +206,7 @@ fn open_text_is_not_judged_near_its_end() {
     let boundary = Boundary::new(
         &Pretokenizer::gpt2(),
         &SpecialTokens::new(&["<|endoftext|>"]).unwrap(),
-    )
-    .unwrap();
+    );
     let text = "one, two, three, four, five, six, seven";
     let last = boundary.last_cut(text, 0, false).unwrap();
     assert!(last + boundary.lookahead() <= text.len());
@@ -224,7 +221,7 @@ fn windows_of_special_occurrences_join_up() {
     // Special tokens straddle the window edges; the scans in both directions agree with a
     // position-by-position check there.
     let specials = SpecialTokens::new(&["<sep>", "<sep><sep>"]).unwrap();
-    let boundary = Boundary::new(&Pretokenizer::gpt2(), &specials).unwrap();
+    let boundary = Boundary::new(&Pretokenizer::gpt2(), &specials);
     let unit = "abc<sep>";
     let text = unit.repeat(WINDOW / unit.len() + 300);
     let mut forward = Vec::new();
@@ -253,6 +250,6 @@ fn windows_of_special_occurrences_join_up() {
 #[test]
 fn the_gpt2_rule_is_for_the_scanner_only() {
     let regex = Pretokenizer::regex_only(GPT2_PATTERN).unwrap();
-    let boundary = Boundary::new(&regex, &SpecialTokens::new::<&str>(&[]).unwrap()).unwrap();
+    let boundary = Boundary::new(&regex, &SpecialTokens::new::<&str>(&[]).unwrap());
     assert_eq!(boundary.first_cut("a b", 0, true), None);
 }

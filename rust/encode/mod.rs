@@ -163,7 +163,7 @@ impl Encoder {
             }
         }
         Ok(Encoder {
-            boundary: Boundary::new(&pretokenizer, &specials)?,
+            boundary: Boundary::new(&pretokenizer, &specials),
             max_id,
             byte_ids,
             merges: merge_map,

@@ -17,7 +17,10 @@ pub enum Segment<'t> {
 #[derive(Debug, Clone)]
 pub struct SpecialTokens {
     tokens: Vec<String>,
+    /// Leftmost-longest matches: the segmentation.
     matcher: Option<AhoCorasick>,
+    /// All matches (for [`crate::boundary`]).
+    occurrences: Option<AhoCorasick>,
 }
 
 impl SpecialTokens {
@@ -36,20 +39,27 @@ impl SpecialTokens {
             }
             owned.push(t.to_owned());
         }
-        let matcher = if owned.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(&owned)
-                    .map_err(|e| Error::BadModel(format!("special tokens: {e}")))?,
-            )
+        let automaton = |kind| -> Result<Option<AhoCorasick>> {
+            if owned.is_empty() {
+                return Ok(None);
+            }
+            let ac = AhoCorasick::builder()
+                .match_kind(kind)
+                .build(&owned)
+                .map_err(|e| Error::BadModel(format!("special tokens: {e}")))?;
+            Ok(Some(ac))
         };
         Ok(SpecialTokens {
+            matcher: automaton(MatchKind::LeftmostLongest)?,
+            occurrences: automaton(MatchKind::Standard)?,
             tokens: owned,
-            matcher,
         })
+    }
+
+    /// An automaton that finds every occurrence of every special token, overlapping ones
+    /// included (`None` when there are no special tokens).
+    pub fn occurrences(&self) -> Option<&AhoCorasick> {
+        self.occurrences.as_ref()
     }
 
     /// The special tokens, in the order given.

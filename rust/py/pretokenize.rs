@@ -65,7 +65,7 @@ fn safe_cuts(
 ) -> PyResult<Vec<usize>> {
     let cuts = py.detach(|| -> Result<Vec<usize>> {
         let specials = SpecialTokens::new(&special_tokens)?;
-        let boundary = Boundary::new(&pretokenizer(pattern, true)?, &specials)?;
+        let boundary = Boundary::new(&pretokenizer(pattern, true)?, &specials);
         let mut cuts = Vec::new();
         let (mut from, mut chars, mut counted) = (0, 0, 0);
         while let Some(p) = boundary.first_cut(text, from, true) {

@@ -94,7 +94,7 @@ impl PretokenCounter {
             .map(|_| Mutex::default())
             .collect();
         Ok(PretokenCounter {
-            boundary: Boundary::new(&pretokenizer, &specials)?,
+            boundary: Boundary::new(&pretokenizer, &specials),
             pretokenizer,
             specials,
             chunking,
