@@ -103,7 +103,7 @@ impl Boundary {
             let specials = self
                 .occurrences
                 .as_ref()
-                .map(|ac| SpecialWindow::new(ac, text, window_start, window_end));
+                .and_then(|ac| SpecialWindow::new(ac, text, window_start, window_end));
             let is_cut = |p: usize| {
                 if !text.is_char_boundary(p) {
                     return false;
@@ -114,7 +114,7 @@ impl Boundary {
                             && (w.after_special(p)
                                 || (self.gpt2 && !w.near(p) && gpt2_char_rule(text.as_bytes(), p)))
                     }
-                    None => gpt2_char_rule(text.as_bytes(), p),
+                    None => self.gpt2 && gpt2_char_rule(text.as_bytes(), p),
                 }
             };
             let found = if backward {
@@ -220,10 +220,13 @@ struct SpecialWindow {
 }
 
 impl SpecialWindow {
-    fn new(ac: &AhoCorasick, text: &str, lo: usize, hi: usize) -> Self {
+    /// `None` when no occurrence is near the positions (the common case: then nothing is
+    /// allocated).
+    fn new(ac: &AhoCorasick, text: &str, lo: usize, hi: usize) -> Option<Self> {
         let reach = CONTEXT + ac.max_pattern_len();
         let base = lo.saturating_sub(2 * reach);
         let end = hi.saturating_add(reach).min(text.len());
+        ac.find(&text.as_bytes()[base..end])?;
         let n = end - base + 2;
         let mut straddled = vec![0i64; n + 1];
         let mut near = vec![0i64; n + 1];
@@ -253,12 +256,12 @@ impl SpecialWindow {
                 after_special[e] = true;
             }
         }
-        SpecialWindow {
+        Some(SpecialWindow {
             base,
             straddled,
             near,
             after_special,
-        }
+        })
     }
 
     fn straddled(&self, p: usize) -> bool {

@@ -223,7 +223,7 @@ fn train(
     };
     let mut queue = Queue::default();
     queue.reserve(pairs.len())?;
-    for (&pair, info) in &pairs {
+    for (pair, info) in pairs.iter() {
         if fits(pair, &tokens) {
             queue.push(info.count as u64, pair, &tokens)?;
         }
@@ -270,7 +270,7 @@ fn train(
 
         deltas.clear();
         formed.clear();
-        let blocks = match pairs.remove(&pair) {
+        let blocks = match pairs.remove(&pair)? {
             Some(info) => info.blocks.into_sorted()?,
             None => Vec::new(),
         };
@@ -297,17 +297,16 @@ fn train(
                 return Err(e);
             }
         }
-        try_reserve_map(&mut pairs, deltas.len())?;
         queue.reserve(deltas.len())?;
         for (&p, delta) in &deltas {
             if delta.change == 0 && delta.head == NO_BLOCK {
                 continue;
             }
-            let info = pairs.entry(p).or_default();
+            let info = pairs.get_or_add(p)?;
             info.count += delta.change;
             if info.count <= 0 {
                 // Gone from every word: drop its stale block list too.
-                pairs.remove(&p);
+                pairs.remove(&p)?;
                 continue;
             }
             let mut link = delta.head;
@@ -321,7 +320,7 @@ fn train(
                 queue.push(info.count as u64, p, &tokens)?;
             }
         }
-        pairs.remove(&pair);
+        pairs.remove(&pair)?;
         if merges.len() % 1000 == 0 {
             progress.report(|| format!("merges: {}/{num_merges}", merges.len()));
         }

@@ -92,8 +92,69 @@ pub struct PairInfo {
     pub blocks: BlockList,
 }
 
-/// Every pair of the words.
-pub type PairTable = FxHashMap<Pair, PairInfo>;
+/// Every pair of the words: a hash map from the pair to a slot of a slab (12-byte
+/// entries, so the map's doubling costs little), the slots holding the pair's info.
+#[derive(Debug, Default)]
+pub struct PairTable {
+    slot_of: FxHashMap<Pair, u32>,
+    slots: Vec<PairInfo>,
+    free: Vec<u32>,
+}
+
+impl PairTable {
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.slot_of.len()
+    }
+
+    /// Whether there is no pair.
+    pub fn is_empty(&self) -> bool {
+        self.slot_of.is_empty()
+    }
+
+    /// The pair's info, if it is in the table.
+    pub fn get(&self, pair: &Pair) -> Option<&PairInfo> {
+        self.slot_of.get(pair).map(|&i| &self.slots[i as usize])
+    }
+
+    /// The pair's info, added (count 0, no blocks) when missing.
+    pub fn get_or_add(&mut self, pair: Pair) -> Result<&mut PairInfo> {
+        if let Some(&i) = self.slot_of.get(&pair) {
+            return Ok(&mut self.slots[i as usize]);
+        }
+        if self.slot_of.len() == self.slot_of.capacity() {
+            let more = self.slot_of.len().max(1024);
+            try_reserve_map(&mut self.slot_of, more)?;
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                try_reserve(&mut self.slots, 1)?;
+                self.slots.push(PairInfo::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slot_of.insert(pair, i);
+        Ok(&mut self.slots[i as usize])
+    }
+
+    /// Remove the pair and return its info.
+    pub fn remove(&mut self, pair: &Pair) -> Result<Option<PairInfo>> {
+        let Some(i) = self.slot_of.remove(pair) else {
+            return Ok(None);
+        };
+        try_reserve(&mut self.free, 1)?;
+        self.free.push(i);
+        Ok(Some(std::mem::take(&mut self.slots[i as usize])))
+    }
+
+    /// Every pair with its info.
+    pub fn iter(&self) -> impl Iterator<Item = (Pair, &PairInfo)> {
+        self.slot_of
+            .iter()
+            .map(|(&pair, &i)| (pair, &self.slots[i as usize]))
+    }
+}
 
 /// The pair table of `words` (all of single bytes), built in two parallel passes over
 /// contiguous runs of blocks on `pool`: the first counts each pair's blocks per run, the
@@ -177,15 +238,11 @@ pub fn initial_pairs(words: &Words, pool: &rayon::ThreadPool) -> Result<PairTabl
     for (key, list) in lists.into_iter().enumerate() {
         let count: i64 = sizes.iter().map(|part| part[key].0).sum();
         if count > 0 {
-            try_reserve_map(&mut table, 1)?;
             let pair = ((key >> 8) as u32, (key & 0xff) as u32);
-            table.insert(
-                pair,
-                PairInfo {
-                    count,
-                    blocks: BlockList::Heap(list),
-                },
-            );
+            *table.get_or_add(pair)? = PairInfo {
+                count,
+                blocks: BlockList::Heap(list),
+            };
         }
     }
     Ok(table)
