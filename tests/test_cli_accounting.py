@@ -58,6 +58,25 @@ def test_config_file_json_and_toml(capsys, tmp_path):
     assert code == 0 and "ffn=swiglu" in out2
 
 
+def test_config_files_are_read_by_the_one_config_reader(capsys, tmp_path, monkeypatch):
+    """`--config` goes through cs336.training.config.read_config_file (tomli on Python
+    3.10, the same errors as `cs336 train`), not a parser of its own."""
+    import cs336.training.config as config
+
+    seen = []
+    real = config.read_config_file
+    monkeypatch.setattr(config, "read_config_file", lambda p: seen.append(p) or real(p))
+    path = tmp_path / "train.toml"
+    path.write_text("[model]\nvocab_size = 10\ncontext_length = 8\nd_model = 8\n"
+                    "num_layers = 1\nnum_heads = 2\nd_ff = 16\n")  # fmt: skip
+    code, out, _ = run(capsys, "--config", str(path))
+    assert code == 0 and "d_model=8" in out and [str(p) for p in seen] == [str(path)]
+    bad = tmp_path / "m.yaml"
+    bad.write_text("x")
+    code, _, err = run(capsys, "--config", str(bad))
+    assert code == 1 and "must end in .toml or .json" in err
+
+
 def test_shape_flags_alone(capsys):
     flags = ["--vocab-size", "10000", "--context-length", "256", "--d-model", "512"]
     flags += ["--num-layers", "4", "--num-heads", "16", "--d-ff", "2048"]

@@ -123,3 +123,38 @@ def test_check_tokens_names_the_id_beyond_the_vocabulary():
     with pytest.raises(ValueError, match="has 5 tokens"):
         check_tokens(tokens, 5, 1000, "t.npy")
     assert max_token_id(tokens) == 300
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_eval_batches_split_each_batch_over_processes(parts):
+    """Process r of n gets the r-th slice of every batch (the size of its training
+    micro-batch); together the processes see exactly the single-process windows."""
+    tokens = np.arange(200)
+    whole = [x[:, 0].tolist() for x, _ in eval_batches(tokens, 6, 4, "cpu", max_batches=5)]
+    shares = [
+        [
+            x[:, 0].tolist()
+            for x, _ in eval_batches(tokens, 6, 4, "cpu", max_batches=5, part=(r, parts))
+        ]
+        for r in range(parts)
+    ]
+    assert all(len(b) <= -(-6 // parts) for share in shares for b in share)
+    assert sorted(s for share in shares for b in share for s in b) == sorted(
+        s for b in whole for s in b
+    )
+    with pytest.raises(ValueError, match="part must be"):
+        next(eval_batches(tokens, 6, 4, "cpu", part=(parts, parts)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32, np.int64, np.uint8])
+def test_batches_keep_ids_of_every_width_including_the_top_bit(dtype):
+    """Ids travel in the file's own width (viewed signed) and are widened on the device:
+    the largest ids of uint16 / uint32 files must come back unchanged."""
+    top = np.iinfo(dtype).max
+    tokens = np.array([0, 1, top, top - 1, 2**7, top // 2 + 1, 5, top], dtype=dtype)
+    from cs336.training.data import batch_at
+
+    x, y = batch_at(tokens, np.array([0, 2]), 5, "cpu")
+    assert x.dtype == y.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()
+    assert x.tolist() == [tokens[0:5].tolist(), tokens[2:7].tolist()]
+    assert y.tolist() == [tokens[1:6].tolist(), tokens[3:8].tolist()]

@@ -94,6 +94,15 @@ def test_restores_training_mode_and_accepts_a_tensor_prompt():
     assert generate(model, [4], 0) == []
 
 
+def test_a_prompt_of_the_whole_context_gets_one_more_token():
+    """context_length 24: the model sees at most 24 tokens, the 25th is only sampled."""
+    model = tiny_model()
+    assert len(generate(model, [1] * 24, 1, temperature=0)) == 1
+    assert len(generate(model, [1, 2], 23, temperature=0)) == 23
+    full = generate(model, list(range(1, 13)), 13, temperature=0)  # up to position 24
+    assert len(full) == 13
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -104,7 +113,8 @@ def test_restores_training_mode_and_accepts_a_tensor_prompt():
         ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
         ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
         ({"max_new_tokens": -1}, "max_new_tokens must be >= 0"),
-        ({"max_new_tokens": 23}, r"prompt \(2 tokens\) \+ max_new_tokens \(23\) is longer"),
+        ({"max_new_tokens": 24}, r"prompt \(2 tokens\) \+ max_new_tokens \(24\) is longer"),
+        ({"prompt_ids": [1] * 25, "max_new_tokens": 0}, r"prompt \(25 tokens\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -80,6 +80,47 @@ def test_rope_rotates_pairs_and_depends_only_on_relative_position():
         RotaryEmbedding(5, 4)
 
 
+@pytest.mark.parametrize(("d_k", "theta"), [(8, 10000.0), (16, 500.0), (2, 10.0)])
+def test_rope_uses_the_exact_frequencies(d_k, theta):
+    """Pair k at position p turns by p * theta^(-2k / d_k), k = 0 .. d_k/2 - 1."""
+    rope = RotaryEmbedding(d_k, max_len=20, theta=theta)
+    positions = torch.arange(20)
+    x = torch.zeros(20, d_k, dtype=torch.float64)
+    x[:, 0::2] = 1.0  # every pair (1, 0): it turns into (cos, sin) of its angle
+    out = rope(x.float(), positions).double()
+    k = torch.arange(d_k // 2, dtype=torch.float64)
+    angles = positions[:, None].double() * theta ** (-2 * k / d_k)  # (20, d_k/2)
+    torch.testing.assert_close(out[:, 0::2], angles.cos(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[:, 1::2], angles.sin(), atol=1e-6, rtol=0)
+
+
+class _ShiftedRope(torch.nn.Module):
+    """A rotary embedding that places every token ``shift`` positions later."""
+
+    def __init__(self, rope: RotaryEmbedding, shift: int) -> None:
+        super().__init__()
+        self.rope, self.shift = rope, shift
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.rope(x, positions + self.shift)
+
+
+def test_rope_attention_depends_only_on_relative_positions():
+    """Shifting every position leaves causal attention unchanged, because queries AND
+    keys are rotated; rotating only one of them would not be invariant."""
+    rope = RotaryEmbedding(8, max_len=64, theta=10000.0)
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(16, 2, rope=rope)
+    shifted = MultiHeadSelfAttention(16, 2, rope=_ShiftedRope(rope, 37))  # type: ignore[arg-type]
+    shifted.load_state_dict(attn.state_dict())
+    x = torch.randn(2, 10, 16)
+    out = attn(x)
+    torch.testing.assert_close(shifted(x), out, atol=1e-5, rtol=1e-5)
+    plain = MultiHeadSelfAttention(16, 2)
+    plain.load_state_dict(attn.state_dict())
+    assert not torch.allclose(plain(x), out, atol=1e-3)  # the rotation does something
+
+
 def _torch_mhsa(attn: MultiHeadSelfAttention, x: torch.Tensor) -> torch.Tensor:
     """The same attention written with torch's fused kernel and its causal flag."""
     b, t, d = x.shape

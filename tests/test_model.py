@@ -81,6 +81,22 @@ def test_variant_parameter_sets():
     assert "lm_head.weight" not in dict(tied.named_parameters())  # listed once, as embeddings
 
 
+def test_post_norm_feeds_the_last_blocks_norm_straight_to_the_head():
+    """The handout's post-norm block ends in RMSNorm(z + FFN(z)); a second RMSNorm
+    (ln_final) after it would only rescale by its gain, so post-norm has none."""
+    model = _model(norm="post")
+    assert not hasattr(model, "ln_final")
+    assert "ln_final.weight" not in model.state_dict()
+    x = torch.randint(0, 50, (2, 16))
+    h = model.token_embeddings(x) + model.position_embeddings(torch.arange(16))
+    for layer in model.layers:
+        h = layer(h)
+    torch.testing.assert_close(model(x), model.lm_head(h))
+    rms = h.pow(2).mean(-1).sqrt()  # the last block's ln2 (gain 1 at init) normalized it
+    torch.testing.assert_close(rms, torch.ones_like(rms), atol=1e-4, rtol=0)
+    assert hasattr(_model(norm="pre"), "ln_final") and not hasattr(_model(norm="none"), "ln_final")
+
+
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_every_variant_runs_forward_and_backward(kw):
     model = _model(**kw)

@@ -8,6 +8,7 @@ import functools
 
 import pytest
 import regex
+from conftest import corpora
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -124,7 +125,7 @@ CORPORA = [
 CHUNK = 1 << 20  # characters, to keep two lists of pretokens small
 
 
-@pytest.mark.parametrize("relative", CORPORA)
+@pytest.mark.parametrize("relative", corpora(CORPORA))
 def test_scanner_equals_fancy_regex_on_corpus(shared_data, relative: str) -> None:
     text = shared_data(relative).read_text(encoding="utf-8")
     for start in range(0, len(text), CHUNK):

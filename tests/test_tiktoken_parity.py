@@ -5,6 +5,7 @@ here from the files (no network, no cache directory)."""
 from __future__ import annotations
 
 import pytest
+from conftest import corpora
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -58,7 +59,7 @@ def assert_same(tok, enc, text):
         pytest.fail(f"ids differ at position {i} near {window!r}")
 
 
-@pytest.mark.parametrize("corpus", CORPORA)
+@pytest.mark.parametrize("corpus", corpora(CORPORA))
 def test_gpt2_parity_on_shared_corpora(gpt2, shared_data, corpus):
     text = shared_data(corpus).read_text(encoding="utf-8")
     assert_same(*gpt2, text)
@@ -99,7 +100,7 @@ def ours(shared_data):
 
 
 @pytest.mark.parametrize(
-    "corpus", ["multilingual/multilingual_mix.txt", "tinystories/tinystories.txt"]
+    "corpus", corpora(["multilingual/multilingual_mix.txt", "tinystories/tinystories.txt"])
 )
 def test_trained_vocab_parity_on_corpora(ours, shared_data, corpus):
     assert_same(*ours, shared_data(corpus).read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@ signals, and every bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -76,7 +77,8 @@ def test_a_tiny_run_learns_and_writes_everything(tmp_path):
     assert times == sorted(times)
     assert [r["step"] for r in records if "val_loss" in r] == [0, 10, 20]
     payload = read_checkpoint(run / "checkpoint.pt")
-    assert payload["iteration"] == 20 and payload["extra"]["tokens_seen"] == 20 * 8 * 16
+    assert payload["iteration"] == 20
+    assert payload["extra"]["train_state"]["tokens_seen"] == 20 * 8 * 16
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["iteration"] == 20 and meta["val_loss"] == result.val_losses[20]
 
@@ -109,8 +111,33 @@ def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
     os.replace(tmp_path / "r4" / "checkpoint.pt", run / "checkpoint.pt")
     result = train(make_config(tmp_path, max_steps=6, eval_interval=0), resume="auto")
     assert list(result.train_losses) == [5, 6]
-    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in records if "train_loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if "val_loss" in r] == [6]  # the first run's is gone
+
+
+def test_eval_interval_zero_validates_once_at_the_end(tmp_path):
+    result = train(make_config(tmp_path, max_steps=6, eval_interval=0, checkpoint_interval=0))
+    assert list(result.val_losses) == [6]
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if "val_loss" in r] == [6]
+    assert (
+        json.loads((tmp_path / "run" / "checkpoint.json").read_text())["val_loss"]
+        == (result.val_losses[6])
+    )
+
+
+def test_resume_accepts_another_attention_kernel_but_not_another_model(tmp_path):
+    """The kernel changes how the weights are used, not what they are."""
+    cycle = {"optim.cosine_cycle_iters": 8}
+    train(make_config(tmp_path, max_steps=2, eval_interval=0, **cycle))
+    fused = {"model.attention": "fused", **cycle}
+    assert list(train(make_config(tmp_path, max_steps=3, **fused), resume="auto").train_losses) == [
+        3
+    ]
+    wider = make_config(tmp_path, max_steps=4, **{"model.d_ff": 128, **fused})
+    with pytest.raises(ValueError, match=r"different model \(d_ff: 64 vs 128\)"):
+        train(wider, resume="auto")
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
@@ -125,25 +152,47 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     )
 
 
-def test_non_finite_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import cs336.training.loop as training
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import cs336.nn.model as model
 
     calls = {"n": 0}
-    real = training.cross_entropy
+    real = model.cross_entropy
 
     def poisoned(logits, targets):
         calls["n"] += 1
         loss = real(logits, targets)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setattr(training, "cross_entropy", poisoned)
-    cfg = make_config(tmp_path, max_steps=10, eval_interval=0)
+    monkeypatch.setattr(model, "cross_entropy", poisoned)
+    cfg = make_config(tmp_path, max_steps=10, eval_interval=0, log_interval=3)
     with pytest.raises(
-        NonFiniteLossError, match=r"non-finite loss .* at step 6: stopped before"
+        NonFiniteLossError, match=r"non-finite loss \(loss nan.* at step 6: its update was skipped"
     ) as e:
         train(cfg)
     assert "checkpoint.pt (step 4)" in str(e.value)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 4
+
+
+def test_non_finite_gradient_with_a_finite_loss_stops_the_run_too(tmp_path, monkeypatch):
+    """The gradient-norm half of the guard: one inf gradient entry, a finite loss."""
+    import cs336.training.step as step
+
+    calls = {"n": 0}
+    real = step.clip_grad_norm
+
+    def poisoning(params, max_norm):
+        params = list(params)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            params[0].grad[0, 0] = float("inf")
+        return real(params, max_norm)
+
+    monkeypatch.setattr(step, "clip_grad_norm", poisoning)
+    cfg = make_config(tmp_path, max_steps=10, eval_interval=0, checkpoint_interval=2)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite gradient norm .* at step 3:") as e:
+        train(cfg)
+    assert "checkpoint.pt (step 2)" in str(e.value)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 2
 
 
 def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path):
@@ -305,3 +354,61 @@ def test_compile_path_trains_and_saves_the_unwrapped_model(tmp_path, monkeypatch
     )
     keys = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"].keys()
     assert not any("_orig_mod" in k for k in keys)
+
+
+def test_a_failing_compile_warns_and_trains_without_it(tmp_path, monkeypatch):
+    """compile = true where compiling fails (here: a backend that raises): a warning,
+    then the same run as without compiling."""
+
+    def broken_compile(model, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no C++ compiler for this backend")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    plain = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
+    with pytest.warns(RuntimeWarning, match="torch.compile of the training step failed .*C\\+\\+"):
+        tried = train(make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=3, compile=True))
+    assert tried.train_losses == plain.train_losses
+
+
+def test_torch_adamw_impl_trains_like_ours(tmp_path):
+    """optim.impl = torch: torch.optim.AdamW (fused), the same schedule and groups; its
+    formula differs from the handout's only in where eps and the decay sit."""
+    ours = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=5))
+    torch_run = train(
+        make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=5, **{"optim.impl": "torch"})
+    )
+    np.testing.assert_allclose(
+        list(torch_run.train_losses.values()), list(ours.train_losses.values()), rtol=1e-3
+    )
+
+
+def test_compile_auto_compiles_on_cuda_and_for_long_cpu_runs():
+    from cs336.training.step import compile_enabled
+
+    cfg = TrainConfig.from_dict(
+        {
+            "model": dict(
+                vocab_size=8, context_length=4, d_model=8, num_layers=1, num_heads=2, d_ff=8
+            ),
+            "data": dict(train_path="t.npy", val_path="v.npy"),
+        }
+    )
+    assert cfg.compile == "auto"
+    assert compile_enabled(cfg, torch.device("cuda")) is True
+    assert compile_enabled(cfg, torch.device("cpu")) is False
+    assert compile_enabled(dataclasses.replace(cfg, compile=True), torch.device("cpu")) is True
+    assert compile_enabled(dataclasses.replace(cfg, compile=False), torch.device("cuda")) is False
+    # the issue's CPU shape: 5,000 steps are ~55 minutes uncompiled; 150 steps 100 s
+    shape = dict(vocab_size=4096, context_length=128, d_model=192, num_layers=4, num_heads=6)
+    long = TrainConfig.from_dict(
+        {
+            "model": {**shape, "d_ff": 768},
+            "data": dict(train_path="t.npy", val_path="v.npy", batch_size=16),
+            "max_steps": 5000,
+        }
+    )
+    assert compile_enabled(long, torch.device("cpu")) is True
+    assert compile_enabled(dataclasses.replace(long, max_steps=150), torch.device("cpu")) is False

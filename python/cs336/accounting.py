@@ -10,7 +10,7 @@ check the parameter counts against instantiated models.
 
 from __future__ import annotations
 
-from cs336.nn.model import ModelConfig
+from cs336.nn.config import ModelConfig
 
 __all__ = [
     "PRESETS",
@@ -21,6 +21,8 @@ __all__ = [
     "adamw_step_flops",
     "mfu",
     "max_batch_size",
+    "peak_flops",
+    "PEAK_BF16_FLOPS",
 ]
 
 
@@ -49,6 +51,11 @@ def _ffn_matrices(cfg: ModelConfig) -> int:
     return 3 if cfg.ffn == "swiglu" else 2
 
 
+def _final_norm(cfg: ModelConfig) -> int:
+    """Width of ``ln_final``: only a pre-norm model has one."""
+    return cfg.d_model if cfg.norm == "pre" else 0
+
+
 def count_parameters(cfg: ModelConfig) -> dict[str, int]:
     """Trainable parameters by component; ``"total"`` is their sum.
 
@@ -57,7 +64,9 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
       no parameters);
     - ``attention``: ``num_layers * 4 * d_model^2`` (q, k, v and output projections);
     - ``ffn``: ``num_layers * 2 * d_model * d_ff`` (3 matrices with SwiGLU);
-    - ``norms``: ``(2 * num_layers + 1) * d_model`` RMSNorm gains (0 with ``norm="none"``);
+    - ``norms``: ``(2 * num_layers + 1) * d_model`` RMSNorm gains: ``ln1``, ``ln2`` per
+      layer and ``ln_final`` (``2 * num_layers * d_model`` with post-norm, which has no
+      ``ln_final``; 0 with ``norm="none"``);
     - ``lm_head``: ``vocab_size * d_model`` (0 when tied to the token embeddings).
     """
     d, n_layers = cfg.d_model, cfg.num_layers
@@ -66,7 +75,7 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
         "position_embeddings": cfg.context_length * d if cfg.position == "learned" else 0,
         "attention": n_layers * 4 * d * d,
         "ffn": n_layers * _ffn_matrices(cfg) * d * cfg.d_ff,
-        "norms": (2 * n_layers + 1) * d if cfg.norm != "none" else 0,
+        "norms": (2 * n_layers * d if cfg.norm != "none" else 0) + _final_norm(cfg),
         "lm_head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
     }
     counts["total"] = sum(counts.values())
@@ -148,7 +157,7 @@ def _activation_elements_per_token(cfg: ModelConfig, seq_len: int) -> int:
     )
     # w1, w3, silu, product, w2 (SwiGLU) or w1, gelu, w2
     ffn = (4 if cfg.ffn == "swiglu" else 2) * cfg.d_ff + d
-    final = (d if cfg.norm != "none" else 0) + 2 * cfg.vocab_size  # ln_final; logits, softmax
+    final = _final_norm(cfg) + 2 * cfg.vocab_size  # ln_final; logits, softmax
     return cfg.num_layers * (norms + attention + ffn) + final
 
 
@@ -199,6 +208,29 @@ def max_batch_size(cfg: ModelConfig, memory_bytes: float, **bytes_kw: int) -> in
     a = one["activations"]
     b = one["total"] - a
     return max(0, int((memory_bytes - b) // a))
+
+
+#: Dense bf16 peak FLOP/s of common accelerators, matched against the device name (first
+#: match wins), for MFU. From the vendors' data sheets (SXM parts, without sparsity).
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("A10G", 125e12),
+    ("L4", 121e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+)
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Peak bf16 FLOP/s of the accelerator called ``device_name`` (e.g.
+    ``torch.cuda.get_device_name()``) from :data:`PEAK_BF16_FLOPS`, or None if unknown.
+
+    >>> peak_flops("NVIDIA H100 80GB HBM3")
+    989000000000000.0
+    """
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in device_name), None)
 
 
 def mfu(tokens_per_second: float, cfg: ModelConfig, peak_flops: float) -> float:

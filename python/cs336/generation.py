@@ -70,10 +70,15 @@ def generate(
     >>> len(generate(m, [1, 2, 3], 5, temperature=0))
     5
 
+    The model sees the prompt and every new token but the last (which is only
+    sampled), so ``len(prompt_ids) + max_new_tokens`` may reach ``context_length + 1``:
+    a prompt of exactly ``context_length`` tokens gets one more.
+
     Raises:
         ValueError: an empty prompt, an id outside the vocabulary, ``temperature < 0``,
-            ``top_p`` outside (0, 1], ``max_new_tokens < 0``, or a prompt plus
-            ``max_new_tokens`` longer than the model's context_length.
+            ``top_p`` outside (0, 1], ``max_new_tokens < 0``, or a prompt longer than
+            the model's context_length, or one that leaves fewer positions than
+            ``max_new_tokens - 1``.
     """
     cfg = model.config
     prompt = [int(t) for t in (prompt_ids.tolist() if torch.is_tensor(prompt_ids) else prompt_ids)]
@@ -90,10 +95,11 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if len(prompt) + max_new_tokens > cfg.context_length:
+    # the last new token is never fed back: the model sees len(prompt) + max_new - 1 tokens
+    if len(prompt) + max(max_new_tokens - 1, 0) > cfg.context_length:
         raise ValueError(
             f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) is longer than "
-            f"the model's context_length ({cfg.context_length})"
+            f"the model's context_length ({cfg.context_length}) + 1"
         )
     device = next(model.parameters()).device
     was_training = model.training
@@ -170,7 +176,7 @@ def sample_text(
         if eos_id is None:
             raise ValueError(f"the prompt is empty and the tokenizer has no {EOT} token")
         ids = [eos_id]
-    room = cfg.context_length - len(ids)
+    room = cfg.context_length + 1 - len(ids)  # the last new token is not fed back
     if room < 1:
         raise ValueError(
             f"the prompt is {len(ids)} tokens; the model's context_length is "

@@ -12,6 +12,7 @@ tensor(True)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -90,6 +91,12 @@ class AdamW(torch.optim.Optimizer):
         foreach: update all tensors of a group with multi-tensor ``torch._foreach_*``
             kernels (fewer launches on a GPU); the same operations in the same order as
             the per-parameter loop, so the results are identical.
+        compile: run the multi-tensor update through ``torch.compile`` (implies
+            ``foreach``): on a GPU the whole update of a group becomes a few fused
+            kernels. The same formula; the compiler may fuse multiply-adds, so results
+            agree with the loop to float32 rounding, not bit for bit. Use it with
+            ``step(skip=...)`` (the training step always passes one): the per-step numbers
+            then travel as tensors and the update compiles once.
 
     ``step(skip=flag)`` takes a 0-dim bool tensor on the parameters' device: where it is
     True the step changes no parameter and no moment, decided on the device (no host
@@ -108,6 +115,7 @@ class AdamW(torch.optim.Optimizer):
         weight_decay: float = 0.01,
         *,
         foreach: bool = False,
+        compile: bool = False,
     ) -> None:
         _check_nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
         for i, beta in enumerate(betas):
@@ -115,7 +123,10 @@ class AdamW(torch.optim.Optimizer):
                 raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
-        self.foreach = foreach
+        self.foreach = foreach or compile
+        self._foreach_update = (
+            torch.compile(_foreach_update, fullgraph=True) if compile else _foreach_update
+        )
 
     @torch.no_grad()
     def step(  # type: ignore[override]
@@ -136,50 +147,50 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 steps.add(state["step"])
-                if skip is not None:
-                    p.grad.masked_fill_(skip, 0.0)  # a skipped step must not read NaN/inf
             # Parameters of one group can be at different steps (e.g. after adding some):
             # the multi-tensor path needs one step count per call.
             for t in sorted(steps):
                 at_t = [p for p in params if self.state[p]["step"] == t]
                 scalars = _adamw_scalars(group, t, skip)
                 if self.foreach:
-                    self._update_foreach(at_t, scalars)
+                    grads = [p.grad for p in at_t]
+                    ms = [self.state[p]["exp_avg"] for p in at_t]
+                    vs = [self.state[p]["exp_avg_sq"] for p in at_t]
+                    self._run_foreach(at_t, grads, ms, vs, scalars)
                 else:
                     for p in at_t:
                         self._update_one(p, scalars)
         return loss
 
+    def _run_foreach(self, *args: Any) -> None:
+        try:
+            self._foreach_update(*args)
+        except torch._dynamo.exc.TorchDynamoException as e:  # compiling failed: nothing ran
+            warnings.warn(
+                f"torch.compile of the AdamW update failed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200]}); using the eager multi-tensor update",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._foreach_update = _foreach_update
+            _foreach_update(*args)
+
     def _update_one(self, p: Tensor, s: _AdamWScalars) -> None:
         state = self.state[p]
         m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
+        if s.skip is not None:  # a skipped step must not read NaN/inf
+            g = torch.where(s.skip, 0.0, g)
         m.mul_(s.beta1).add_(g, alpha=s.one_minus_beta1)  # m = beta1 m + (1 - beta1) g
         v.mul_(s.beta2).addcmul_(g, g, value=s.one_minus_beta2)  # v = beta2 v + (1 - beta2) g^2
         u = m.div(v.sqrt().add_(s.eps)).mul_(s.alpha)  # u = alpha_t m / (sqrt v + eps)
         u.add_(p.sub(u).mul_(s.lr_wd))  # + lr wd (p - u): the decay of the updated p
         p.sub_(u)
 
-    def _update_foreach(self, params: list[Tensor], s: _AdamWScalars) -> None:
-        grads = [p.grad for p in params]
-        ms = [self.state[p]["exp_avg"] for p in params]
-        vs = [self.state[p]["exp_avg_sq"] for p in params]
-        torch._foreach_mul_(ms, s.beta1)
-        torch._foreach_add_(ms, grads, alpha=s.one_minus_beta1)
-        torch._foreach_mul_(vs, s.beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=s.one_minus_beta2)
-        denom = torch._foreach_sqrt(vs)
-        torch._foreach_add_(denom, s.eps)
-        updates = torch._foreach_div(ms, denom)
-        torch._foreach_mul_(updates, s.alpha)
-        decay = torch._foreach_sub(params, updates)
-        torch._foreach_mul_(decay, s.lr_wd)
-        torch._foreach_add_(updates, decay)
-        torch._foreach_sub_(params, updates)
-
 
 class _AdamWScalars(NamedTuple):
     """The numbers of one AdamW update. ``beta1``, ``beta2``, ``alpha`` and ``lr_wd`` are
-    0-dim tensors when the step may be skipped on the device (1, 1, 0, 0 there)."""
+    0-dim tensors when the step may be skipped on the device (1, 1, 0, 0 there, and the
+    gradients read as 0 where ``skip`` is True)."""
 
     beta1: float | Tensor
     beta2: float | Tensor
@@ -188,6 +199,27 @@ class _AdamWScalars(NamedTuple):
     eps: float
     alpha: float | Tensor
     lr_wd: float | Tensor
+    skip: Tensor | None
+
+
+def _foreach_update(
+    params: list[Tensor], grads: list[Tensor], ms: list[Tensor], vs: list[Tensor], s: _AdamWScalars
+) -> None:
+    """:meth:`AdamW._update_one` for a list of tensors, in multi-tensor kernels."""
+    if s.skip is not None:  # a skipped step must not read NaN/inf
+        grads = [torch.where(s.skip, 0.0, g) for g in grads]
+    torch._foreach_mul_(ms, s.beta1)
+    torch._foreach_add_(ms, grads, alpha=s.one_minus_beta1)
+    torch._foreach_mul_(vs, s.beta2)
+    torch._foreach_addcmul_(vs, grads, grads, value=s.one_minus_beta2)
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_add_(denom, s.eps)
+    updates = torch._foreach_div(ms, denom)
+    torch._foreach_mul_(updates, s.alpha)
+    decay = torch._foreach_sub(params, updates)
+    torch._foreach_mul_(decay, s.lr_wd)
+    torch._foreach_add_(updates, decay)
+    torch._foreach_sub_(params, updates)
 
 
 def _adamw_scalars(group: dict[str, Any], t: int, skip: Tensor | None) -> _AdamWScalars:
@@ -200,7 +232,7 @@ def _adamw_scalars(group: dict[str, Any], t: int, skip: Tensor | None) -> _AdamW
         idle = (1.0, 1.0, 0.0, 0.0)
         gated = [torch.where(skip, one * i, one * x) for x, i in zip(gated, idle, strict=True)]
     b1, b2, alpha_t, lr_wd = gated
-    return _AdamWScalars(b1, b2, 1.0 - beta1, 1.0 - beta2, group["eps"], alpha_t, lr_wd)
+    return _AdamWScalars(b1, b2, 1.0 - beta1, 1.0 - beta2, group["eps"], alpha_t, lr_wd, skip)
 
 
 @torch.no_grad()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,14 @@ _SHAPE_FLAGS = {
     "num_heads": int,
     "d_ff": int,
 }
-_OPTION_FLAGS = {
-    "norm": ("pre", "post", "none"),
-    "ffn": ("gelu", "swiglu"),
-    "position": ("learned", "rope"),
-}
+# The variants that change a count (the attention kernel changes none); their choices come
+# from cs336.nn.config.VARIANTS.
+_OPTION_FLAGS = ("norm", "ffn", "position")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cs336.accounting import PRESETS
+    from cs336.nn.config import VARIANTS
 
     model = parser.add_argument_group("model (default: compare the GPT-2 presets)")
     source = model.add_mutually_exclusive_group()
@@ -47,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         model.add_argument(
             "--" + name.replace("_", "-"), type=typ, help=f"{name} (overrides the preset/config)"
         )
-    for name, choices in _OPTION_FLAGS.items():
-        model.add_argument("--" + name, choices=choices, help=f"{name} (default: the config's)")
+    for name in _OPTION_FLAGS:
+        model.add_argument(
+            "--" + name, choices=VARIANTS[name], help=f"{name} (default: the config's)"
+        )
     model.add_argument(
         "--tie-embeddings", action="store_true", default=None, help="tie lm_head to the embeddings"
     )
@@ -75,18 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        if path.suffix == ".json":
-            d = json.load(f)
-        elif path.suffix == ".toml":
-            import tomllib
+def _read_model_table(path: Path) -> dict[str, Any]:
+    """The ModelConfig fields of a config file: its ``[model]`` table, or the top level."""
+    from cs336.training.config import read_config_file
 
-            d = tomllib.load(f)
-        else:
-            raise ValueError(f"config file {path} must end in .json or .toml")
-    if not isinstance(d, dict):
-        raise ValueError(f"config file {path} must hold a table/object, got {type(d).__name__}")
+    d = read_config_file(path)
     model = d.get("model", d)
     if not isinstance(model, dict):
         raise ValueError(f"config file {path}: 'model' must be a table/object")
@@ -95,7 +88,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _model_config(args: argparse.Namespace) -> Any:
     from cs336.accounting import PRESETS
-    from cs336.nn.model import ModelConfig
+    from cs336.nn.config import ModelConfig
 
     overrides = {
         name: getattr(args, name)
@@ -105,7 +98,7 @@ def _model_config(args: argparse.Namespace) -> Any:
     if args.preset:
         return dataclasses.replace(PRESETS[args.preset], **overrides)
     if args.config:
-        return ModelConfig.from_dict({**_read_config(args.config), **overrides})
+        return ModelConfig.from_dict({**_read_model_table(args.config), **overrides})
     if not overrides:
         return None
     missing = [f for f in _SHAPE_FLAGS if f not in overrides]

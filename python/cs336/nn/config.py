@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["VARIANTS", "ModelConfig", "check_variant"]
+__all__ = ["KERNEL_FIELDS", "VARIANTS", "ModelConfig", "check_variant"]
 
 #: Every architectural choice with its allowed values; the first is the default (the
 #: 2024 handout's model).
@@ -26,6 +26,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "position": ("learned", "rope"),
     "attention": ("reference", "fused"),
 }
+
+
+#: Fields that choose how the model is computed, not what it computes: the weights of a
+#: checkpoint fit every value, so a run may resume with another one.
+KERNEL_FIELDS: tuple[str, ...] = ("attention",)
 
 
 def check_variant(name: str, value: object) -> None:
@@ -122,6 +127,21 @@ class ModelConfig:
     def d_k(self) -> int:
         """Per-head width ``d_model / num_heads``."""
         return self.d_model // self.num_heads
+
+    def weight_differences(self, other: ModelConfig) -> list[str]:
+        """The fields (other than :data:`KERNEL_FIELDS`) in which ``other`` differs, as
+        ``"name: mine vs theirs"``: empty when a checkpoint of one continues as the other.
+
+        >>> a = ModelConfig(100, 16, 32, 2, 4, 64)
+        >>> a.weight_differences(dataclasses.replace(a, d_model=64, attention="fused"))
+        ['d_model: 32 vs 64']
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{k}: {mine[k]!r} vs {theirs[k]!r}"
+            for k in mine
+            if k not in KERNEL_FIELDS and mine[k] != theirs[k]
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of every field (``ModelConfig.from_dict`` inverts it)."""

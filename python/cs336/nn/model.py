@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from cs336.nn.config import ModelConfig
+from cs336.nn.functional import cross_entropy
 from cs336.nn.layers import AttentionCache, RMSNorm, RotaryEmbedding, TransformerBlock
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
@@ -48,12 +49,18 @@ class TransformerLM(nn.Module):
     """Decoder-only Transformer language model (the CS336 handout's, plus options).
 
     Token embeddings (+ learned absolute positions unless ``position="rope"``), dropout,
-    ``num_layers`` :class:`~cs336.nn.layers.TransformerBlock` s, a final RMSNorm (absent
-    with ``norm="none"``) and a linear head. Parameter names follow the course's
+    ``num_layers`` :class:`~cs336.nn.layers.TransformerBlock` s, a final RMSNorm
+    ``ln_final`` and a linear head.
+
+    ``ln_final`` exists with pre-norm only. The handout adds it because a pre-norm
+    residual stream is never normalized after the last block. A post-norm block already
+    ends in its own RMSNorm (the handout's ``y = RMSNorm(z + FFN(z))``), so the
+    post-norm model feeds that output straight to the head, as the original
+    Transformer does; ``norm="none"`` has no norm at all. Parameter names follow the course's
     reference layout: ``token_embeddings.weight``, ``position_embeddings.weight``,
     ``layers.{i}.ln1.weight``, ``layers.{i}.attn.{q,k,v,output}_proj.weight``,
     ``layers.{i}.ln2.weight``, ``layers.{i}.ffn.w1.weight``, ``layers.{i}.ffn.w2.weight``
-    (``ffn.w3`` with SwiGLU), ``ln_final.weight``, ``lm_head.weight``.
+    (``ffn.w3`` with SwiGLU), ``ln_final.weight`` (pre-norm), ``lm_head.weight``.
 
     Keyword options are those of :class:`ModelConfig`; weights are initialized by
     :meth:`init_weights`.
@@ -108,7 +115,7 @@ class TransformerLM(nn.Module):
             )  # fmt: skip
             for _ in range(num_layers)
         )
-        if norm != "none":
+        if norm == "pre":  # a post-norm block's output is already normalized
             self.ln_final = RMSNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.init_weights()
@@ -189,16 +196,25 @@ class TransformerLM(nn.Module):
         ]
         return KVCache(layers, cfg.context_length)
 
-    def forward(self, token_ids: Tensor, *, kv_cache: KVCache | None = None) -> Tensor:
-        """Next-token logits.
+    def forward(
+        self,
+        token_ids: Tensor,
+        *,
+        targets: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> Tensor:
+        """Next-token logits, or with ``targets`` the mean cross-entropy loss.
 
         Args:
             token_ids: ``(B, T)`` integer token ids. With ``kv_cache``, only the tokens
                 not yet in the cache: their positions continue from ``kv_cache.length``.
+            targets: ``(B, T)`` integer ids of the next tokens: then the return value is
+                ``cross_entropy(logits, targets)``, a float32 scalar (what training
+                differentiates; one call, so ``torch.compile`` sees model and loss together).
             kv_cache: from :meth:`init_kv_cache`; appended to in place.
 
         Returns:
-            ``(B, T, vocab_size)`` logits (float32, or the autocast dtype).
+            ``(B, T, vocab_size)`` logits (float32, or the autocast dtype), or the loss.
 
         Raises:
             ValueError: if ``token_ids`` is not a 2-D integer tensor, or the sequence (plus what the
@@ -229,4 +245,5 @@ class TransformerLM(nn.Module):
             x = layer(x, cache=kv_cache.layers[i] if kv_cache is not None else None)
         if hasattr(self, "ln_final"):
             x = self.ln_final(x)
-        return self.lm_head(x)  # (B, T, vocab_size)
+        logits = self.lm_head(x)  # (B, T, vocab_size)
+        return logits if targets is None else cross_entropy(logits, targets)

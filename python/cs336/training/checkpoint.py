@@ -5,7 +5,7 @@
     {"format": "cs336-checkpoint", "version": 1, "iteration": int,
      "model": unwrapped model state_dict, "optimizer": optimizer state_dict,
      "model_config": model.config.to_dict() (when the model has one),
-     "extra": {...}}   # training state: config, RNG states, data sampler, tokens seen
+     "extra": {...}}   # cs336 train: the config and the TrainState
 
 A path is written atomically (a temporary file in the same directory, then a rename), so
 a crash never leaves a truncated checkpoint behind. The model is saved as it was before
@@ -17,10 +17,8 @@ in ``extra`` must be a tensor, number, string, bool, None, or a list/tuple/dict 
 from __future__ import annotations
 
 import os
-import random
-from typing import IO, Any, cast
+from typing import IO, Any
 
-import numpy as np
 import torch
 
 from cs336._files import atomic_open
@@ -128,41 +126,3 @@ def load_checkpoint(
             raise ValueError("the checkpoint holds no optimizer state")
         optimizer.load_state_dict(payload["optimizer"])
     return int(payload["iteration"])
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG states (for exact resume)
-
-
-def rng_state() -> dict[str, Any]:
-    """The state of every global generator (Python, NumPy, torch CPU, CUDA devices), in
-    types that ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = cast(
-        tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True)
-    )
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators saved by :func:`rng_state`."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

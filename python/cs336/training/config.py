@@ -91,6 +91,13 @@ class OptimConfig:
     grad_clip: float = field(
         default=1.0, metadata=_help("max global L2 norm of the gradients; 0 disables clipping")
     )
+    impl: Literal["cs336", "torch"] = field(
+        default="cs336",
+        metadata=_help(
+            "AdamW implementation: cs336 (the handout's formula; multi-tensor on CUDA, "
+            "compiled with the step) or torch (torch.optim.AdamW, fused kernel)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # TOML/JSON give a list
@@ -113,6 +120,9 @@ class OptimConfig:
         _check(self.eps > 0, f"optim.eps must be > 0, got {self.eps}")
         _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {self.grad_clip}")
+        _check(
+            self.impl in ("cs336", "torch"), f"optim.impl must be cs336 or torch, got {self.impl!r}"
+        )
 
 
 @dataclass
@@ -187,7 +197,12 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = field(
         default="auto", metadata=_help("autocast dtype; auto: bfloat16 on CUDA, else float32")
     )
-    compile: bool = field(default=False, metadata=_help("torch.compile the model"))
+    compile: bool | Literal["auto"] = field(
+        default="auto",
+        metadata=_help(
+            "torch.compile the training step (model, loss and AdamW update); auto: on CUDA"
+        ),
+    )
     tf32: bool = field(default=True, metadata=_help("allow TF32 matmuls on CUDA"))
     peak_flops: float | None = field(
         default=None,
@@ -218,6 +233,10 @@ class TrainConfig:
         _check(
             self.dtype in ("auto", "float32", "bfloat16"),
             f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}",
+        )
+        _check(
+            self.compile in (True, False, "auto"),
+            f"compile must be true, false or auto, got {self.compile!r}",
         )
         if self.peak_flops is not None:
             _check(self.peak_flops > 0, f"peak_flops must be > 0, got {self.peak_flops}")

@@ -107,20 +107,33 @@ def batch_at(
     """Inputs ``x = tokens[s : s + context_length]`` and targets ``y = x`` shifted by one, for
     each start ``s``; both int64 of shape ``(len(starts), context_length)`` on ``device``.
 
-    On CUDA the host copy is pinned and sent with ``non_blocking=True``, so it overlaps
-    with the previous step's compute.
+    One ``(B, T + 1)`` array in the file's own dtype (2 bytes a token for ``uint16``) is
+    sent to the device and widened there. On CUDA the host copy is pinned and sent with
+    ``non_blocking=True``, so it overlaps with the previous step's compute.
     """
     starts = np.asarray(starts, dtype=np.int64)
     windows = starts[:, None] + np.arange(context_length + 1)  # (B, T + 1)
-    chunk = torch.from_numpy(np.asarray(tokens[windows]).astype(np.int64))
-    x, y = chunk[:, :-1], chunk[:, 1:]  # (B, T) each
+    chunk, mask = _compact(np.asarray(tokens[windows]))
     device = torch.device(device)  # an unusable device string raises torch's own error
     if device.type == "cuda":
-        x = x.pin_memory().to(device, non_blocking=True)
-        y = y.pin_memory().to(device, non_blocking=True)
+        chunk = chunk.pin_memory().to(device, non_blocking=True)
     else:
-        x, y = x.to(device).contiguous(), y.to(device).contiguous()
-    return x, y
+        chunk = chunk.to(device)
+    ids = chunk.long()
+    if mask is not None:  # undo the signed view of unsigned ids
+        ids &= mask
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()  # (B, T) each
+
+
+def _compact(chunk: np.ndarray) -> tuple[torch.Tensor, int | None]:
+    """``chunk`` as a tensor without widening it: unsigned 16/32-bit ids are viewed as the
+    signed type of their width (torch widens those everywhere), with the mask that
+    restores them after widening; other integer types are taken as they are."""
+    if chunk.dtype == np.uint16:
+        return torch.from_numpy(chunk.view(np.int16)), 0xFFFF
+    if chunk.dtype == np.uint32:
+        return torch.from_numpy(chunk.view(np.int32)), 0xFFFF_FFFF
+    return torch.from_numpy(chunk.astype(np.int64, copy=False)), None
 
 
 def get_batch(
@@ -158,18 +171,31 @@ def eval_batches(
     device: str | torch.device,
     *,
     max_batches: int | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Sequential, non-overlapping validation batches from the start of ``tokens``: window
     ``i`` starts at ``i * context_length``. The same windows every time, so validation
     losses of different steps (and runs) are comparable. Stops after ``max_batches``
     batches, or when the windows run out (the last batch may be smaller).
 
+    ``part=(r, n)`` yields only the ``r``-th of ``n`` equal consecutive slices of each
+    batch (empty slices are skipped): process ``r`` of ``n`` evaluates its share of the
+    same windows, in batches the size of its training micro-batch.
+
     >>> [x[:, 0].tolist() for x, _ in eval_batches(np.arange(20), 2, 4, "cpu")]
     [[0, 4], [8, 12]]
+    >>> [x[:, 0].tolist() for x, _ in eval_batches(np.arange(20), 2, 4, "cpu", part=(1, 2))]
+    [[4], [12]]
     """
+    rank, parts = part
+    if not 0 <= rank < parts:
+        raise ValueError(f"part must be (r, n) with 0 <= r < n, got {part}")
     num_windows = (len(tokens) - 1) // context_length
     if max_batches is not None:
         num_windows = min(num_windows, max_batches * batch_size)
+    share = -(-batch_size // parts)  # ceil: every window goes to exactly one part
     for first in range(0, num_windows, batch_size):
-        starts = np.arange(first, min(first + batch_size, num_windows)) * context_length
-        yield batch_at(tokens, starts, context_length, device)
+        lo = first + rank * share
+        hi = min(lo + share, first + batch_size, num_windows)
+        if lo < hi:
+            yield batch_at(tokens, np.arange(lo, hi) * context_length, context_length, device)

@@ -1,10 +1,20 @@
 """The training loop: ``train(config)`` (fronted by ``cs336 train``).
 
-One step draws the *global* batch of window starts from a seeded generator (the same on
-every process), so the data order does not depend on the number of processes: with DDP,
-process ``r`` of ``W`` takes its slice of each micro-batch, and the averaged gradient
-equals the single-process one. The generator's state is the data position saved in the
-checkpoint, which makes a resumed run continue exactly.
+It wires the pieces: the token files (:mod:`~cs336.training.data`), the model and
+:func:`~cs336.training.step.train_step`, the run's position
+(:class:`~cs336.training.state.TrainState`), validation, checkpoints
+(:mod:`~cs336.training.checkpoint`), metrics and a progress bar.
+
+Each step draws the *global* batch of window starts from ``TrainState.sampler`` (the
+same on every process), so the data order does not depend on the number of processes:
+with DDP, process ``r`` of ``W`` takes its slice of each micro-batch, and the averaged
+gradient equals the single-process one.
+
+Step results stay on the device; the loop reads them (one host sync) every
+``log_interval`` steps and before a validation or a checkpoint. A step whose loss or
+gradient norm is not finite changes nothing (decided on the device); at the next read
+the run stops with :class:`NonFiniteLossError` naming that step, before any later
+checkpoint, so the last checkpoint on disk holds good weights.
 
 Files in ``config.out_dir``: ``config.json``, ``metrics.jsonl`` (see
 :mod:`cs336.training.metrics`), ``checkpoint.pt`` (latest; see
@@ -20,22 +30,20 @@ import math
 import os
 import signal
 import threading
-import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from cs336._files import atomic_open
-from cs336.accounting import mfu
-from cs336.nn.functional import cross_entropy
-from cs336.nn.model import TransformerLM
-from cs336.optim import AdamW, clip_grad_norm, lr_cosine_schedule, param_groups
-from cs336.training.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cs336.accounting import mfu, peak_flops
+from cs336.optim import lr_cosine_schedule
+from cs336.training.allocator import keep_freed_memory
+from cs336.training.checkpoint import read_checkpoint, save_checkpoint
 from cs336.training.config import TrainConfig
 from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
 from cs336.training.metrics import (
@@ -44,17 +52,28 @@ from cs336.training.metrics import (
     MetricsLogger,
     Sink,
     TensorBoardSink,
+    ThroughputMeter,
     WandbSink,
-    peak_flops,
     require,
     truncate_metrics,
+)
+from cs336.training.state import TrainState
+from cs336.training.step import (
+    StepStats,
+    autocast_for,
+    build_model,
+    build_optimizer,
+    compile_enabled,
+    evaluate,
+    train_step,
+    wrap_model,
 )
 
 CHECKPOINT = "checkpoint.pt"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or gradient norm became NaN or infinite; the step was not applied."""
+    """The loss or gradient norm became NaN or infinite; that step changed nothing."""
 
 
 @dataclass
@@ -97,7 +116,8 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
 
     ``resume``: ``None`` (fresh run; refuses an ``out_dir`` that already has a
     checkpoint), ``"auto"`` (continue ``out_dir/checkpoint.pt`` if present) or a
-    checkpoint path. Run under ``torchrun`` for DDP (one process per device).
+    checkpoint path. The checkpoint's model must match ``config.model`` except in how it
+    is computed (``attention``). Run under ``torchrun`` for DDP (one process per device).
 
     SIGINT / SIGTERM stop the run cleanly after the current step, with a checkpoint. A
     second SIGINT raises ``KeyboardInterrupt`` at once.
@@ -112,7 +132,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         RuntimeError: the wandb/tensorboard package is missing when requested.
     """
     with _distributed(config.device) as (rank, world, device):
-        return _Trainer(config, rank, world, device).run(resume)
+        return _Run(config, rank, world, device).run(resume)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,13 +192,19 @@ def _write_json(path: str, obj: Any) -> None:
         f.write("\n")
 
 
-def _model_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(a) if a.get(k) != b.get(k)
-    )
+@dataclass
+class _Pending:
+    """A finished step whose results are still on the device."""
+
+    step: int
+    lr: float
+    tokens: int
+    stats: StepStats
 
 
-class _Trainer:
+class _Run:
+    """One call of :func:`train` on one process: setup, then :meth:`run`."""
+
     def __init__(self, config: TrainConfig, rank: int, world: int, device: torch.device) -> None:
         self.cfg, self.rank, self.world, self.device = config, rank, world, device
         self.ctx = config.context_length
@@ -196,17 +222,14 @@ class _Trainer:
         vocab = config.model.vocab_size
         check_tokens(self.train_tokens, self.ctx, vocab, config.data.train_path)
         check_tokens(self.val_tokens, self.ctx, vocab, config.data.val_path)
-        cuda = device.type == "cuda"
-        if cuda and config.tf32:
+        if device.type == "cpu":
+            keep_freed_memory()  # reuse freed activations without page faults
+        if device.type == "cuda" and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and cuda)
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if bf16
-            else contextlib.nullcontext
-        )
-        self.peak = config.peak_flops or peak_flops(device)
+        self.autocast = autocast_for(config, device)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+        self.peak = config.peak_flops or peak_flops(name)
         if config.tensorboard:
             require("tensorboard", "tensorboard = true")
         if config.wandb_project:
@@ -215,52 +238,35 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------
 
-    def _build(self, resume_path: str | None) -> dict[str, Any]:
+    def _build(self, resume_path: str | None) -> TrainState:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        self.model = TransformerLM.from_config(cfg.model).to(self.device)
-        self.optimizer = AdamW(
-            param_groups(self.model, cfg.optim.weight_decay),
-            lr=cfg.optim.lr,
-            betas=cfg.optim.betas,
-            eps=cfg.optim.eps,
-            foreach=self.device.type == "cuda",
-        )
-        self.data_rng = torch.Generator().manual_seed(cfg.seed)
-        state: dict[str, Any] = {"tokens_seen": 0, "elapsed": 0.0}
+        self.model = build_model(cfg, self.device)
+        self.compiled = compile_enabled(cfg, self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
+        state = TrainState.start(cfg.seed)
         if resume_path is not None:
             payload = read_checkpoint(resume_path)
-            saved, now = payload["model_config"] or {}, cfg.model.to_dict()
-            if saved != now:
+            saved = payload["model_config"]
+            if saved is not None:
+                differences = type(cfg.model).from_dict(saved).weight_differences(cfg.model)
+                if differences:
+                    raise ValueError(
+                        f"{resume_path} holds a different model ({', '.join(differences)}); "
+                        "resume with the same model config"
+                    )
+            if "train_state" not in payload["extra"]:
                 raise ValueError(
-                    f"{resume_path} holds a different model ({_model_diff(saved, now)}); "
-                    "resume with the same model config"
-                )
-            extra = payload["extra"]
-            if not {"rng", "data_rng", "tokens_seen", "elapsed"} <= set(extra):
-                raise ValueError(
-                    f"{resume_path} holds no training state (RNG, data position): it was not "
+                    f"{resume_path} holds no training state (step, data position): it was not "
                     "written by cs336 train, so the run cannot resume from it"
                 )
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-            set_rng_state(extra["rng"])
-            self.data_rng.set_state(extra["data_rng"])
-            state = {
-                "step": payload["iteration"],
-                "tokens_seen": extra["tokens_seen"],
-                "elapsed": extra["elapsed"],
-            }
-            self.last_ckpt_step = payload["iteration"]
-        if self.rank:  # distinct dropout masks per process (the init was broadcast by DDP)
-            torch.manual_seed(hash((cfg.seed, self.rank, state.get("step", 0))) & 0xFFFF_FFFF)
-        self.train_model: torch.nn.Module = self.model
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, ids)
-        if cfg.compile:
-            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
+            state = TrainState.from_state_dict(payload["extra"]["train_state"])
+            self.last_ckpt_step = state.step
+        self.train_model = wrap_model(
+            self.model, self.device, world=self.world, compiled=self.compiled
+        )
+        self.first_compiled_step = self.compiled  # it compiles, and may fail
         return state
 
     def _sinks(self) -> list[Sink]:
@@ -277,100 +283,116 @@ class _Trainer:
             raise
         return [JSONLSink(self.metrics_path), *sinks]
 
-    # -- one step and one validation ---------------------------------------------------------
+    # -- one step, reading results, validation, checkpoints ------------------------------------
 
-    def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t
-
-    def _step(self, step: int) -> tuple[float, float, float]:
-        """One optimizer step; returns (loss, grad norm, lr). Raises before the update
-        if either is not finite."""
+    def _step(self, state: TrainState) -> _Pending:
         cfg = self.cfg
         lr = lr_cosine_schedule(
-            step, cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_iters, cfg.cosine_cycle_iters
-        )
+            state.step, cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_iters,
+            cfg.cosine_cycle_iters,
+        )  # fmt: skip
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         starts = sample_starts(
-            len(self.train_tokens), cfg.data.batch_size, self.ctx, generator=self.data_rng
+            len(self.train_tokens), cfg.data.batch_size, self.ctx, generator=state.sampler
         )
-        accum = cfg.data.grad_accum_steps
-        loss_sum = torch.zeros((), device=self.device)
-        for k in range(accum):
+        batches = []
+        for k in range(cfg.data.grad_accum_steps):  # micro-batch k: this process's slice
             lo = (k * self.world + self.rank) * self.micro
-            x, y = batch_at(self.train_tokens, starts[lo : lo + self.micro], self.ctx, self.device)
-            last = k == accum - 1
-            no_sync = self.world > 1 and not last
-            with self.train_model.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[operator]
-                with self.autocast():
-                    logits = self.train_model(x)  # (B, T, V)
-                loss = cross_entropy(logits.float(), y)
-                (loss / accum).backward()
-            loss_sum += loss.detach()
-        loss_value = self._all_reduce_sum(loss_sum / accum).item() / self.world
-        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = float(clip_grad_norm(self.model.parameters(), max_norm))
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            where = (
-                f"the last good checkpoint is {self.ckpt_path} (step {self.last_ckpt_step})"
-                if self.last_ckpt_step is not None
-                else "no checkpoint was written yet"
-            )
-            raise NonFiniteLossError(
-                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
-                f"(loss {loss_value}, grad norm {grad_norm}) at step {step + 1}: stopped "
-                f"before the optimizer step; {where}. Try a lower optim.lr (now {cfg.optim.lr})"
-            )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, grad_norm, lr
+            window = starts[lo : lo + self.micro]
+            batches.append(batch_at(self.train_tokens, window, self.ctx, self.device))
+        state.seed_step(self.rank)  # this step's dropout masks, on this process
 
-    @torch.no_grad()
-    def _evaluate(self) -> float:
-        """Token-weighted mean validation loss over the same windows on any world size."""
+        def step() -> StepStats:
+            return train_step(
+                self.train_model, self.optimizer, batches, grad_clip=cfg.optim.grad_clip,
+                autocast=self.autocast,
+            )  # fmt: skip
+
+        if not self.first_compiled_step:
+            return _Pending(state.step + 1, lr, state.tokens_seen, step())
+        self.first_compiled_step = False
+        try:  # the first step compiles: if that fails, train without compiling
+            stats = step()
+        except Exception as e:
+            warnings.warn(
+                f"torch.compile of the training step failed ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); "
+                "training without compiling (set compile = false to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.train_model = wrap_model(self.model, self.device, world=self.world)
+            self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
+            state.seed_step(self.rank)
+            stats = step()
+        return _Pending(state.step + 1, lr, state.tokens_seen, stats)
+
+    def _read(self, pending: list[_Pending]) -> list[tuple[_Pending, float, float]]:
+        """(step, loss, grad norm) of the pending steps, read with one host sync; raise
+        NonFiniteLossError at the first step that was not applied."""
+        if not pending:
+            return []
+        columns = [(p.stats.loss, p.stats.grad_norm, p.stats.applied) for p in pending]
+        values = torch.stack([torch.stack([x.float() for x in c]) for c in columns]).tolist()
+        for p, (loss, norm, applied) in zip(pending, values, strict=True):
+            if not applied:
+                self._non_finite(p.step, loss, norm)
+        return [(p, loss, norm) for p, (loss, norm, _) in zip(pending, values, strict=True)]
+
+    def _non_finite(self, step: int, loss: float, norm: float) -> None:
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        where = (
+            f"the last good checkpoint is {self.ckpt_path} (step {self.last_ckpt_step})"
+            if self.last_ckpt_step is not None
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite {what} (loss {loss}, grad norm {norm}) at step {step}: its update was "
+            f"skipped and the run stopped before any later checkpoint; {where}. Try a lower "
+            f"optim.lr (now {self.cfg.optim.lr})"
+        )
+
+    def _validate(self) -> float:
+        """Token-weighted mean validation loss over the same windows on any world size,
+        in micro-batches the size of the training ones."""
         cfg = self.cfg
-        self.model.eval()
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         batches = eval_batches(
             self.val_tokens,
             cfg.data.batch_size // cfg.data.grad_accum_steps,
             self.ctx,
             self.device,
             max_batches=cfg.eval_batches,
+            part=(self.rank, self.world),
         )
-        for i, (x, y) in enumerate(batches):
-            if i % self.world != self.rank:
-                continue
-            with self.autocast():
-                logits = self.model(x)
-            totals[0] += cross_entropy(logits.float(), y).double() * y.numel()
-            totals[1] += y.numel()
-        self.model.train()
-        total, count = self._all_reduce_sum(totals).tolist()
+        totals = evaluate(self.model, batches, autocast=self.autocast).to(self.device)
+        if self.world > 1:
+            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        total, count = totals.tolist()
         return total / count
 
-    def _save(self, step: int, state: dict[str, Any], record: dict[str, Any]) -> None:
+    def _save(self, state: TrainState, record: dict[str, Any]) -> None:
         if self.rank == 0:
-            cfg = self.cfg
-            extra = {
-                "config": cfg.to_dict(),
-                "rng": rng_state(),
-                "data_rng": self.data_rng.get_state(),
-                "tokens_seen": state["tokens_seen"],
-                "elapsed": state["elapsed"],
-            }
-            save_checkpoint(self.model, self.optimizer, step, self.ckpt_path, extra=extra)
+            extra = {"config": self.cfg.to_dict(), "train_state": state.state_dict()}
+            save_checkpoint(self.model, self.optimizer, state.step, self.ckpt_path, extra=extra)
             meta = {
-                "iteration": step,
-                **{k: v for k, v in extra.items() if k in ("tokens_seen", "elapsed", "config")},
+                "iteration": state.step,
+                "tokens_seen": state.tokens_seen,
+                "elapsed": state.elapsed,
+                "config": extra["config"],
             }
-            _write_json(os.path.join(cfg.out_dir, "checkpoint.json"), {**meta, **record})
-        self.last_ckpt_step = step
+            _write_json(os.path.join(self.cfg.out_dir, "checkpoint.json"), {**meta, **record})
+        self.last_ckpt_step = state.step
         if self.world > 1:
             dist.barrier()
+
+    def _signal(self, signum: int) -> int:
+        """The signal number seen by any process (0 if none), the same on every process."""
+        if self.world == 1:
+            return signum
+        t = torch.tensor([signum], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -383,7 +405,7 @@ class _Trainer:
                 "continue it, or choose another out_dir"
             )
         state = self._build(resume_path)
-        start = state.get("step", 0)
+        start = state.step
         if start >= cfg.max_steps:
             raise ValueError(
                 f"the checkpoint is at step {start}, which is not below max_steps "
@@ -412,76 +434,75 @@ class _Trainer:
         )
         tokens_per_step = cfg.data.batch_size * self.ctx
         flops_cfg = dataclasses.replace(cfg.model, context_length=self.ctx)
-        t0 = time.perf_counter()
-        elapsed0 = state["elapsed"]
-        last_log = (start, elapsed0)
+        meter = ThroughputMeter(state.elapsed)
+        session_tokens = 0
+        pending: list[_Pending] = []
 
-        def clock() -> float:
-            return elapsed0 + time.perf_counter() - t0
+        def log_steps() -> None:
+            """Read the pending steps and log every log_interval-th one (and the last)."""
+            for p, loss, norm in self._read(pending):
+                result.train_losses[p.step] = loss
+                if p.step % cfg.log_interval and p.step != cfg.max_steps:
+                    continue
+                tps = meter.tokens_per_second(session_tokens)
+                record = {
+                    "step": p.step,
+                    "tokens": p.tokens + tokens_per_step,
+                    "time": state.elapsed,
+                    "train_loss": loss,
+                    "lr": p.lr,
+                    "grad_norm": norm,
+                    "tokens_per_s": tps,
+                    "mfu": mfu(tps, flops_cfg, self.peak) if self.peak else None,
+                }
+                logger.log(record)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{p.lr:.2e}")
+            pending.clear()
 
-        def validate(step: int) -> None:
-            loss = self._evaluate()
-            result.val_losses[step] = loss
+        def validate() -> None:
+            with meter.paused():
+                loss = self._validate()
+            result.val_losses[state.step] = loss
             record = {
-                "step": step,
-                "tokens": state["tokens_seen"],
-                "time": clock(),
+                "step": state.step,
+                "tokens": state.tokens_seen,
+                "time": meter.elapsed,
                 "val_loss": loss,
             }
             logger.log(record)
-            say(f"step {step}: val loss {loss:.4f}")
+            say(f"step {state.step}: val loss {loss:.4f}")
 
-        step = start
         with logger, bar, _SignalStop() as stop:
             if start == 0 and cfg.eval_interval:
-                validate(0)
-            while step < cfg.max_steps:
-                loss, grad_norm, lr = self._step(step)
-                step += 1
-                state["tokens_seen"] += tokens_per_step
-                state["elapsed"] = clock()
-                result.train_losses[step] = loss
+                validate()
+            while state.step < cfg.max_steps:
+                pending.append(self._step(state))
+                session_tokens += tokens_per_step
+                state.advance(tokens_per_step, meter.elapsed)
                 bar.update(1)
-                if step % cfg.log_interval == 0 or step == cfg.max_steps:
-                    tps = (
-                        (step - last_log[0])
-                        * tokens_per_step
-                        / max(state["elapsed"] - last_log[1], 1e-9)
-                    )
-                    last_log = (step, state["elapsed"])
-                    record = {
-                        "step": step,
-                        "tokens": state["tokens_seen"],
-                        "time": state["elapsed"],
-                        "train_loss": loss,
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "tokens_per_s": tps,
-                        "mfu": mfu(tps, flops_cfg, self.peak) if self.peak else None,
-                    }
-                    logger.log(record)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-                signum = self._signal(stop.signum)
-                done = step == cfg.max_steps or signum
-                paused = time.perf_counter()  # eval and checkpoints do not count in tokens/s
-                if cfg.eval_interval and (step % cfg.eval_interval == 0 or done):
-                    validate(step)
-                if done or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0):
-                    self._save(
-                        step, state, {"train_loss": loss, "val_loss": result.val_losses.get(step)}
-                    )
-                last_log = (last_log[0], last_log[1] + time.perf_counter() - paused)
+                step = state.step
+                at_log = step % cfg.log_interval == 0
+                # one process reads its own flag; several agree on it at log steps only
+                signum = self._signal(stop.signum) if at_log or self.world == 1 else 0
+                done = step == cfg.max_steps or bool(signum)
+                evaluate_now = done or bool(cfg.eval_interval and step % cfg.eval_interval == 0)
+                checkpoint_now = done or bool(
+                    cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0
+                )
+                if at_log or evaluate_now or checkpoint_now:
+                    log_steps()  # raises for a non-finite step, before any checkpoint
+                if evaluate_now:
+                    validate()
+                if checkpoint_now:
+                    with meter.paused():
+                        record = {
+                            "train_loss": result.train_losses[step],
+                            "val_loss": result.val_losses.get(step),
+                        }
+                        self._save(state, record)
                 if signum:
                     result.stopped = signal.Signals(signum).name
                     say(f"stopped by {result.stopped} at step {step}; checkpoint {self.ckpt_path}")
                     break
-        result.step = step
+        result.step = state.step
         return result
-
-    def _signal(self, signum: int) -> int:
-        """The signal number seen by any process (0 if none), the same on every process."""
-        if self.world == 1:
-            return signum
-        t = torch.tensor([signum], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())

@@ -12,40 +12,60 @@ Each JSONL line is one record, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from cs336._files import atomic_open
 
-if TYPE_CHECKING:
-    import torch
-
 METRICS_FILE = "metrics.jsonl"
 
-# Dense bf16 peak FLOP/s of common accelerators, matched against the device name (first
-# match wins), for MFU. From the vendors' data sheets (SXM variants).
-PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("A10G", 125e12),
-    ("L4", 121e12),
-    ("RTX 4090", 165e12),
-    ("RTX 3090", 71e12),
-)
 
+class ThroughputMeter:
+    """Wall-clock time of a run and its training throughput.
 
-def peak_flops(device: torch.device) -> float | None:
-    """Peak bf16 FLOP/s of ``device`` from :data:`PEAK_BF16_FLOPS`, or None (CPU, unknown)."""
-    if device.type != "cuda":
-        return None
-    import torch
+    ``elapsed`` counts every second since the run began (summed over resumes: pass the
+    seconds already run). ``tokens_per_second`` is the rate since its previous call,
+    leaving out the time spent inside :meth:`paused` (validation, checkpoints).
 
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
+    >>> meter = ThroughputMeter()
+    >>> with meter.paused():
+    ...     pass
+    >>> meter.tokens_per_second(1000) > 0
+    True
+    """
+
+    def __init__(self, elapsed: float = 0.0) -> None:
+        self._origin = time.perf_counter() - elapsed
+        self._mark_time = time.perf_counter()
+        self._mark_tokens = 0
+        self._paused = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._origin
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time inside this block does not count towards throughput."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - start
+
+    def tokens_per_second(self, tokens: int) -> float:
+        """Tokens per second since the last call (``tokens``: the total processed so far
+        in this session)."""
+        now = time.perf_counter()
+        seconds = max(now - self._mark_time - self._paused, 1e-9)
+        rate = (tokens - self._mark_tokens) / seconds
+        self._mark_time, self._mark_tokens, self._paused = now, tokens, 0.0
+        return rate
 
 
 def require(module: str, setting: str) -> None:
