@@ -76,14 +76,10 @@ impl<'p> Key<'p> {
 }
 
 impl Cache {
-    /// The number of pretokens cached.
-    pub fn len(&self) -> usize {
+    /// The number of pretokens cached (for tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.tiny.len() + self.short.len() + self.long.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn clear(&mut self) {

@@ -67,12 +67,6 @@ impl SpecialTokens {
         &self.tokens
     }
 
-    /// Whether there are no special tokens (then [`SpecialTokens::for_each`] yields the
-    /// whole text as one segment).
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
     /// Call `f` on each segment of `text`, in order.
     pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(Segment<'t>)) {
         let Some(matcher) = &self.matcher else {

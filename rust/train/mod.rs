@@ -222,7 +222,7 @@ fn train(
         })
     };
     let mut queue = Queue::default();
-    queue.reserve(pairs.len())?;
+    queue.reserve(pairs.num_pairs())?;
     for (pair, info) in pairs.iter() {
         if fits(pair, &tokens) {
             queue.push(info.count as u64, pair, &tokens)?;
@@ -232,7 +232,7 @@ fn train(
         format!(
             "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
             words.blocks().len(),
-            pairs.len()
+            pairs.num_pairs()
         )
     });
 
@@ -329,7 +329,7 @@ fn train(
         format!(
             "done: {} merges ({} distinct pairs left)",
             merges.len(),
-            pairs.len()
+            pairs.num_pairs()
         )
     });
     Ok(Trained { tokens, merges })

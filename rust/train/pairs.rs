@@ -103,13 +103,8 @@ pub struct PairTable {
 
 impl PairTable {
     /// The number of pairs.
-    pub fn len(&self) -> usize {
+    pub fn num_pairs(&self) -> usize {
         self.slot_of.len()
-    }
-
-    /// Whether there is no pair.
-    pub fn is_empty(&self) -> bool {
-        self.slot_of.is_empty()
     }
 
     /// The pair's info, if it is in the table.

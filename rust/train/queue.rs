@@ -20,14 +20,6 @@ fn greater(a: &(u64, Pair), b: &(u64, Pair), tokens: &[Vec<u8>]) -> bool {
 }
 
 impl Queue {
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Make room for `additional` more entries, fallibly.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
         self.entries
