@@ -4,6 +4,7 @@
     cp target/release/lib_core.so python/cs336/_core.abi3.so
     PYTHONPATH=python python benchmarks/bench_encode.py [--repeats 5] [--threads 2]
     PYTHONPATH=python python benchmarks/bench_encode.py --rss-mb 200   # streaming memory
+    PYTHONPATH=python python benchmarks/bench_encode.py --scripts      # CJK-like, Russian
 
 Texts: TinyStories + web mix valid + the multilingual set from ../shared/data (5.7 MB).
 "single" encodes each corpus as one string on one thread; "batched" encodes the documents
@@ -13,7 +14,10 @@ tokie: ``encode_files``). Prints MB/s medians over ``--repeats`` runs, ratios, a
 the ids are identical to tiktoken's. ``--rss-mb N`` instead streams an N MB file through
 ``encode_iterable`` in a subprocess and prints peak RSS as it goes. ``--mode file`` runs only
 one mode's cases (the others, run before in the same process, change the results: see
-benchmarks/RESULTS.md).
+benchmarks/RESULTS.md). ``--scripts`` instead encodes a CJK-like text (generated as in
+bench_robustness.py, 10 MB) and the Russian stories, one subprocess per tool and mode, and
+prints MB/s, peak RSS, whether the ids equal tiktoken's and, for ``encode_file``, the
+number of parallel rounds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
+import json
 import os
 import statistics
 import subprocess
@@ -223,6 +228,90 @@ def rss(args: argparse.Namespace) -> None:
     path.unlink()
 
 
+WORKER = """
+import hashlib, json, sys, time
+import numpy as np
+sys.path.insert(0, BENCH_DIR)
+import bench_encode
+tool, mode, path, out = sys.argv[1:5]
+text = open(path, encoding="utf-8").read()
+tok = bench_encode.builders(__import__("pathlib").Path(out).parent)[tool]()
+rounds = []
+start = time.perf_counter()
+if mode == "single":
+    if tool == "cs336":
+        ids = tok.encode(text)
+    elif tool == "tiktoken":
+        ids = tok.encode(text, allowed_special="all")
+    elif tool == "huggingface":
+        ids = tok.encode(text).ids
+    else:
+        ids = list(tok.encode(text).ids)
+elif tool == "cs336":
+    tok._core.encode_file(path, out, THREADS, rounds.append)
+else:
+    ids = tok.encode_files([path])[0]
+seconds = time.perf_counter() - start
+if mode == "file" and tool == "cs336":
+    ids = np.load(out, mmap_mode="r")
+digest = hashlib.sha1(np.asarray(ids, dtype=np.uint32).tobytes()).hexdigest()
+print(json.dumps({"seconds": seconds, "digest": digest, "rounds": len(rounds)}))
+"""
+
+
+def scripts(args: argparse.Namespace) -> None:
+    """Text in scripts other than Latin: throughput, peak RSS, rounds, one process each."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_robustness
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_scripts."))
+    cjk = workdir / "cjk.txt"
+    bench_robustness.make_cjk(cjk, 10_000_000)
+    russian = workdir / "russian.txt"
+    russian.write_text(read_corpus("multilingual/tinystories_ru.txt"), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    code = f"BENCH_DIR = {str(ROOT / 'benchmarks')!r}\nTHREADS = {args.threads}\n" + WORKER
+    print(
+        f"load {os.getloadavg()[0]:.2f}; {args.repeats} runs each, median; file mode on "
+        f"{args.threads} threads"
+    )
+    print("| text | mode | tool | MB/s | peak RSS MB | ids = tiktoken's | rounds |")
+    print("|---|---|---|---|---|---|---|")
+    for path in (cjk, russian):
+        mb = path.stat().st_size / 1e6
+        reference = None
+        for mode, tools in (
+            ("single", ["tiktoken", "cs336", "tokie", "huggingface"]),
+            ("file", ["cs336", "tokie"]),
+        ):
+            for tool in tools:
+                runs = []
+                for _ in range(args.repeats):
+                    cmd = [sys.executable, "-c", code, tool, mode, str(path),
+                           str(workdir / "ids.npy")]  # fmt: skip
+                    proc = subprocess.Popen(
+                        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+                    )
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    out = proc.stdout.read() if proc.stdout else b""
+                    if os.waitstatus_to_exitcode(status) != 0:
+                        break
+                    runs.append((json.loads(out), usage.ru_maxrss / 1024))
+                if not runs:
+                    print(f"| {path.stem} {mb:.1f} MB | {mode} | {tool} | failed (exit "
+                          f"{os.waitstatus_to_exitcode(status)}) | | | |", flush=True)  # fmt: skip
+                    continue
+                result = runs[0][0]
+                if tool == "tiktoken":
+                    reference = result["digest"]
+                seconds = statistics.median(r[0]["seconds"] for r in runs)
+                rss = statistics.median(r[1] for r in runs)
+                rounds = result["rounds"] if tool == "cs336" and mode == "file" else "-"
+                same = "yes" if result["digest"] == reference else "no"
+                print(f"| {path.stem} {mb:.1f} MB | {mode} | {tool} | {mb / seconds:.1f} "
+                      f"| {rss:.0f} | {same} | {rounds} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -234,10 +323,16 @@ def main() -> None:
     parser.add_argument(
         "--mode", choices=["single", "batched", "file"], help="run only this mode's cases"
     )
+    parser.add_argument("--scripts", action="store_true", help="CJK-like and Russian text")
     args = parser.parse_args()
     # Thread pools of the peers (rayon in tokenizers / tokie) read this at startup.
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
-    rss(args) if args.rss_mb else bench(args)
+    if args.scripts:
+        scripts(args)
+    elif args.rss_mb:
+        rss(args)
+    else:
+        bench(args)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ CORPORA = [
     ("web", "web/web_mix_train.txt", 10_000),
     ("web", "web/web_mix_train.txt", 32_000),
     ("russian", "multilingual/tinystories_ru.txt", 10_000),
+    # Generated (bench_robustness.make_cjk, 10 MB) into the data dir when missing.
+    ("cjk", "generated/cjk_10mb.txt", 5_000),
 ]
 TRAINERS = ["ours", "rustbpe", "bpeasy", "hf"]
 
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache/cs336/data")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--trainers", default=",".join(TRAINERS))
-    parser.add_argument("--corpora", default="tinystories,web,russian")
+    parser.add_argument("--corpora", default="tinystories,web,russian,cjk")
     args = parser.parse_args()
     trainers = args.trainers.split(",")
     wanted = args.corpora.split(",")
@@ -115,6 +117,12 @@ def main() -> None:
         if name not in wanted:
             continue
         path = str(args.data / relative)
+        if name == "cjk" and not os.path.exists(path):
+            sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+            import bench_robustness
+
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            bench_robustness.make_cjk(Path(path), 10_000_000)
         ours_wall = None
         for trainer in trainers:
             runs = [measure(trainer, path, vocab_size) for _ in range(args.repeat)]

@@ -1,100 +1,161 @@
-"""Training-step throughput: our TransformerLM (reference and fast paths) against a plain
-PyTorch baseline of the same model, on the TinyStories config of the handout.
+"""Training throughput of what ``cs336 train`` runs, against a plain PyTorch baseline.
 
-Paths (same architecture, same initial weights, same batch):
+Two measurements (``--mode``):
 
-- ``reference``: ``cs336.TransformerLM`` as the handout writes it (reference attention,
-  float32, no compile) with ``cs336.AdamW`` (per-parameter loop);
-- ``fast``: ``attention="fused"``, bf16 autocast, ``torch.compile``, TF32,
-  ``cs336.AdamW(foreach=True)``;
-- ``fast+torch-adamw``: the fast model with ``torch.optim.AdamW(fused=True)``;
-- ``baseline``: the model written the way a PyTorch user would (``nn.Linear``,
-  ``nn.RMSNorm``, ``F.scaled_dot_product_attention(is_causal=True)``, ``F.gelu``), bf16
-  autocast, ``torch.compile``, TF32, ``torch.optim.AdamW(fused=True)``.
+- ``step``: in one process, cs336's own ``train_step`` built from a ``TrainConfig`` the
+  way ``cs336 train`` builds it (``build_model``, ``build_optimizer``, ``wrap_model``,
+  ``autocast_for``): the defaults first, then each option alone; and the baseline eager
+  and compiled. All start from the same weights and train on the same batch. Steps run
+  back to back (the GPU is synchronised once per block of ``--steps``), variants take
+  turns over ``--repeats`` blocks; the table has the median step time, tokens/s, MFU
+  against the device's bf16 peak, the ratio to the faster baseline, the first-step loss
+  (checked against the baseline's: they start identical) and the peak CUDA memory.
+- ``e2e``: ``cs336 train`` in its own process on a token file (tokens/s from its
+  metrics.jsonl), and the baseline's own training loop in its own process on the same
+  file (eager, then compiled): the ratio a user sees.
 
-A step is zero_grad, forward, cross-entropy, backward, clip to norm 1, optimizer step.
-Prints a Markdown table: median step time over ``--steps`` timed steps (after
-``--warmup`` untimed ones that include compilation), tokens/s, MFU against the bf16 dense
-peak (``--peak-tflops``, or looked up from the GPU's name), speed relative to the
-baseline, the first-step loss of each path (they start from identical weights, so they
-must agree up to bf16 rounding; checked) and peak CUDA memory.
+The baseline is the model a PyTorch user writes: ``nn.Embedding``, ``nn.Linear`` (one QKV
+matrix), ``nn.RMSNorm``, ``F.scaled_dot_product_attention(is_causal=True)``, ``F.gelu``
+or SwiGLU with ``F.silu``, ``F.cross_entropy``, ``torch.optim.AdamW`` (fused on CUDA),
+``clip_grad_norm_``, bf16 autocast on CUDA.
 
-    PYTHONPATH=python python benchmarks/bench_train_step.py            # GPU
-    PYTHONPATH=python python benchmarks/bench_train_step.py --device cpu --tiny  # smoke test
+    PYTHONPATH=python python benchmarks/bench_train_step.py --device cpu --shape cpu
+    PYTHONPATH=python python benchmarks/bench_train_step.py --mode e2e --shape cpu
+    PYTHONPATH=python python benchmarks/bench_train_step.py --device cuda --shape tinystories
+    PYTHONPATH=python python benchmarks/bench_train_step.py --device cpu --shape tiny  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+import dataclasses
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cs336 import AdamW, ModelConfig, TransformerLM, clip_grad_norm, cross_entropy
-from cs336.accounting import peak_flops as device_peak_flops
-from cs336.accounting import train_flops_per_token
-from cs336.training.step import train_step
+from cs336 import ModelConfig, TransformerLM
+from cs336.accounting import peak_flops, train_flops_per_token
+from cs336.training.allocator import keep_freed_memory
+from cs336.training.config import DataConfig, TrainConfig, apply_overrides
+from cs336.training.step import (
+    autocast_for,
+    build_model,
+    build_optimizer,
+    compile_enabled,
+    train_step,
+    wrap_model,
+)
 
-TINYSTORIES = ModelConfig(
-    vocab_size=10000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=2048
-)
-TINY = ModelConfig(
-    vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4, d_ff=256
-)
-PATHS = ("reference", "fast", "fast+torch-adamw", "baseline")
-LR, WEIGHT_DECAY, LOSS_RTOL = 3e-4, 0.1, 0.02
+ROOT = Path(__file__).resolve().parent.parent
+# name -> (model fields, batch size)
+SHAPES: dict[str, tuple[dict, int]] = {
+    # the CPU shape of issue 11: d 192, 4 layers, 6 heads, d_ff 768, vocab 4096, ctx 128
+    "cpu": (dict(vocab_size=4096, context_length=128, d_model=192, num_layers=4,
+                 num_heads=6, d_ff=768), 16),
+    # the 2024 handout's TinyStories model (GELU, learned positions)
+    "tinystories": (dict(vocab_size=10000, context_length=256, d_model=512, num_layers=4,
+                         num_heads=16, d_ff=2048), 128),
+    # the 2025 handout's (SwiGLU d_ff 1344, RoPE)
+    "tinystories-2025": (dict(vocab_size=10000, context_length=256, d_model=512,
+                              num_layers=4, num_heads=16, d_ff=1344, ffn="swiglu",
+                              position="rope"), 128),
+    "tiny": (dict(vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4,
+                  d_ff=256), 8),
+}  # fmt: skip
+# variant -> TrainConfig overrides applied alone over the defaults
+VARIANTS: dict[str, dict[str, object]] = {
+    "default": {},
+    "reference kernels": {"model.attention": "reference"},
+    "compile=true": {"compile": True},
+    "compile=false": {"compile": False},
+    "optim.impl=torch": {"optim.impl": "torch"},
+    "dtype=float32": {"dtype": "float32"},
+}
+LOSS_RTOL = 0.02  # first-step losses: same weights, bf16 rounding at most
 
 
 # ---- the plain PyTorch baseline ----------------------------------------------------------
 
 
-class Block(nn.Module):
+class PlainBlock(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.d_model
-        self.n_heads = cfg.num_heads
+        self.n_heads, self.swiglu = cfg.num_heads, cfg.ffn == "swiglu"
         self.ln1 = nn.RMSNorm(d, eps=1e-5)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
         self.ln2 = nn.RMSNorm(d, eps=1e-5)
         self.fc1 = nn.Linear(d, cfg.d_ff, bias=False)
+        self.fc3 = nn.Linear(d, cfg.d_ff, bias=False) if self.swiglu else None
         self.fc2 = nn.Linear(cfg.d_ff, d, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = (z.view(b, t, self.n_heads, -1).transpose(1, 2) for z in (q, k, v))
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        h = self.ln2(x)
+        if self.fc3 is not None:
+            return x + self.fc2(F.silu(self.fc1(h)) * self.fc3(h))
+        return x + self.fc2(F.gelu(self.fc1(h)))
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE on adjacent pairs (as the handout writes it), the way a user would."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
 class PlainGPT(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos = nn.Embedding(cfg.context_length, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.pos = (
+            nn.Embedding(cfg.context_length, cfg.d_model) if cfg.position == "learned" else None
+        )
+        self.blocks = nn.ModuleList(PlainBlock(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.RMSNorm(cfg.d_model, eps=1e-5)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        d_k = cfg.d_model // cfg.num_heads
+        freq = cfg.rope_theta ** (-torch.arange(0, d_k, 2).double() / d_k)
+        angles = torch.outer(torch.arange(cfg.context_length).double(), freq)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     def forward(self, idx: Tensor) -> Tensor:
-        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        t = idx.shape[1]
+        x = self.tok(idx)
+        rope = None
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(t, device=idx.device))
+        else:
+            rope = (self.cos[:t], self.sin[:t])
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         return self.head(self.ln_f(x))
 
     @torch.no_grad()
     def load_from(self, ours: TransformerLM) -> None:
         """Copy our weights (so both start identical): q/k/v stacked into one matrix."""
         self.tok.weight.copy_(ours.token_embeddings.weight)
-        self.pos.weight.copy_(ours.position_embeddings.weight)
+        if self.pos is not None:
+            self.pos.weight.copy_(ours.position_embeddings.weight)
         for mine, theirs in zip(self.blocks, ours.layers, strict=True):
             a = theirs.attn
             mine.qkv.weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
@@ -103,145 +164,277 @@ class PlainGPT(nn.Module):
             mine.ln2.weight.copy_(theirs.ln2.weight)
             mine.fc1.weight.copy_(theirs.ffn.w1.weight)
             mine.fc2.weight.copy_(theirs.ffn.w2.weight)
+            if mine.fc3 is not None:
+                mine.fc3.weight.copy_(theirs.ffn.w3.weight)
         self.ln_f.weight.copy_(ours.ln_final.weight)
         self.head.weight.copy_(ours.lm_head.weight)
 
 
-# ---- one path ------------------------------------------------------------------------------
-
-
-def build(path: str, cfg: ModelConfig, init: TransformerLM, device: str, compile_: bool):
-    """Model, optimizer, loss function, autocast flag and the clip function for ``path``."""
-    fast = path != "reference"
-    if path == "baseline":
-        model: nn.Module = PlainGPT(cfg)
+def baseline_step(
+    cfg: ModelConfig, device: torch.device, compiled: bool, init: TransformerLM | None
+):
+    """The baseline's step function (zero_grad, forward, loss, backward, clip, AdamW)."""
+    model = PlainGPT(cfg)
+    if init is not None:
         model.load_from(init)
-    else:
-        model = TransformerLM.from_config(
-            ModelConfig(**{**cfg.to_dict(), "attention": "fused" if fast else "reference"})
-        )
-        model.load_state_dict(init.state_dict())
     model.to(device).train()
-    fused = device.startswith("cuda")  # torch's fused AdamW is CUDA-only here
-    if path in ("baseline", "fast+torch-adamw"):
-        opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=fused
-        )
-        clip: Callable = torch.nn.utils.clip_grad_norm_
-    else:
-        opt = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, foreach=fast)
-        clip = clip_grad_norm
-    loss_fn: Callable = F.cross_entropy if path == "baseline" else cross_entropy
-    if fast and compile_:
-        model = torch.compile(model)
-    return model, opt, loss_fn, fast, clip
+    cuda = device.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=cuda or None)
+    run = torch.compile(model) if compiled else model
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
-
-def run_path(path: str, cfg: ModelConfig, init, x, y, args) -> dict[str, float]:
-    device = args.device
-    torch.set_float32_matmul_precision("high" if path != "reference" else "highest")
-    model, opt, loss_fn, autocast, clip = build(path, cfg, init, device, args.compile)
-    device_type = device.split(":")[0]
-
-    def amp() -> contextlib.AbstractContextManager:
-        if autocast:
-            return torch.autocast(device_type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def step() -> torch.Tensor:
-        if path != "baseline":  # the trainer's own step
-            return train_step(model, opt, [(x, y)], grad_clip=1.0, autocast=amp).loss
+    def step(x: Tensor, y: Tensor) -> Tensor:
         opt.zero_grad(set_to_none=True)
         with amp():
-            logits = model(x)
-            loss = loss_fn(logits.reshape(-1, cfg.vocab_size), y.reshape(-1))
+            logits = run(x)
+        loss = F.cross_entropy(logits.float().view(-1, cfg.vocab_size), y.reshape(-1))
         loss.backward()
-        clip(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss.detach()
 
+    return step
+
+
+# ---- cs336: what `cs336 train` builds -------------------------------------------------------
+
+
+def train_config(model: dict, batch: int, device: str, overrides: dict[str, object]) -> TrainConfig:
+    d = {
+        "model": model,
+        "data": {"train_path": "unused.npy", "val_path": "unused.npy", "batch_size": batch},
+        "device": device,
+        "optim": {"lr": 3e-4},
+    }
+    return TrainConfig.from_dict(apply_overrides(d, overrides))
+
+
+def cs336_step(cfg: TrainConfig, device: torch.device, init: TransformerLM):
+    model = build_model(cfg, device)
+    model.load_state_dict(init.state_dict())
+    compiled = compile_enabled(cfg, device)
+    optimizer = build_optimizer(cfg, model, device, compiled=compiled)
+    run = wrap_model(model, device, compiled=compiled)
+    autocast = autocast_for(cfg, device)
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        return train_step(
+            run, optimizer, [(x, y)], grad_clip=cfg.optim.grad_clip, autocast=autocast
+        ).loss
+
+    return step
+
+
+# ---- step mode -------------------------------------------------------------------------------
+
+
+def bench_steps(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    model_fields, default_batch = SHAPES[args.shape]
+    batch = args.batch_size or default_batch
+    keep_freed_memory()  # what cs336 train does on the CPU; the baseline shares the process
+    torch.manual_seed(0)
+    base_cfg = train_config(model_fields, batch, args.device, {})
+    init = build_model(base_cfg, torch.device("cpu"))
+    ctx = base_cfg.context_length
+    data = torch.randint(0, base_cfg.model.vocab_size, (batch, ctx + 1))
+    x, y = data[:, :-1].to(device), data[:, 1:].to(device)
+    steps: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+    for name in args.variants:
+        steps[name] = cs336_step(
+            train_config(model_fields, batch, args.device, VARIANTS[name]), device, init
+        )
+    steps["baseline eager"] = baseline_step(base_cfg.model, device, False, init)
+    if args.baseline_compile:
+        steps["baseline compiled"] = baseline_step(base_cfg.model, device, True, init)
+
     def sync() -> None:
-        if device_type == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
 
-    if device_type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    first_loss = float(step())  # also the first warm-up step (compilation)
-    for _ in range(args.warmup - 1):
-        step()
-    sync()
-    times = []
-    for _ in range(args.steps):
+    first, peak_mem, times = {}, {}, {name: [] for name in steps}
+    for name, step in steps.items():  # warm-up: compilation, allocator, first loss
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        step()
+        first[name] = float(step(x, y))
+        for _ in range(args.warmup - 1):
+            step(x, y)
         sync()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if device_type == "cuda" else math.nan
-    return {"seconds": seconds, "loss": first_loss, "mem_gib": mem}
+        print(f"warm-up {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        peak_mem[name] = (
+            torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+        )
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                loss = step(x, y)
+            float(loss)  # one read per block, as cs336 train reads once per log interval
+            times[name].append((time.perf_counter() - start) / args.steps)
+
+    tokens = batch * ctx
+    flops = train_flops_per_token(dataclasses.replace(base_cfg.model, context_length=ctx))
+    peak = (
+        args.peak_tflops * 1e12
+        if args.peak_tflops
+        else (peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
+    )
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    best_base = min(v for k, v in medians.items() if k.startswith("baseline"))
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu x{torch.get_num_threads()}"
+    )
+    print(
+        f"device: {name}; torch {torch.__version__}; shape {args.shape}: {base_cfg.model.to_dict()}"
+    )
+    print(
+        f"batch {batch} x {ctx} tokens; {flops:.4e} train FLOPs/token; "
+        f"{args.repeats} blocks of {args.steps} steps after {args.warmup} warm-up steps\n"
+    )
+    print("| variant | step ms | tokens/s | MFU | vs faster baseline | first loss | peak GiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for k, sec in medians.items():
+        tps = tokens / sec
+        mfu = f"{100 * tps * flops / peak:.1f}%" if peak else "n/a"
+        print(
+            f"| {k} | {1e3 * sec:.1f} | {tps:,.0f} | {mfu} | {best_base / sec:.2f}x "
+            f"| {first[k]:.5f} | {peak_mem[k]:.2f} |"
+        )
+    ref = first["baseline eager"]
+    bad = {k: v for k, v in first.items() if abs(v - ref) > LOSS_RTOL * ref}
+    if bad:
+        raise SystemExit(f"first-step losses disagree with the baseline's {ref:.5f}: {bad}")
+    print(f"\nfirst-step losses agree with the baseline's within {100 * LOSS_RTOL:g}%")
 
 
-def peak_flops(args) -> float | None:
-    if args.peak_tflops is not None:
-        return args.peak_tflops * 1e12
-    if args.device.startswith("cuda"):
-        return device_peak_flops(torch.cuda.get_device_name())
-    return None
+# ---- e2e mode -------------------------------------------------------------------------------
+
+
+def _token_files(out: Path, vocab_size: int) -> tuple[Path, Path]:
+    """Train and validation tokens: a BPE of ``vocab_size`` trained here on TinyStories
+    from ../shared when present, else on the built-in stories."""
+    from cs336 import BPETrainer
+    from cs336.demo.stories import write_corpus
+
+    text = out / "corpus.txt"
+    shared = ROOT.parent / "shared" / "data" / "tinystories" / "tinystories.txt.gz"
+    if shared.exists():
+        import gzip
+
+        text.write_bytes(gzip.decompress(shared.read_bytes()))
+    else:
+        write_corpus(text, 20000, seed=0)
+    tok = BPETrainer(vocab_size, ["<|endoftext|>"]).train(text)
+    train, val = out / "train.npy", out / "val.npy"
+    tok.encode_file(text, train)
+    np.save(val, np.load(train, mmap_mode="r")[:100_000])
+    return train, val
+
+
+def _cli_tokens_per_s(cfg: dict, out: Path) -> float:
+    path = out / "config.json"
+    path.write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    subprocess.run([sys.executable, "-m", "cs336", "train", str(path)], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    from cs336.training.metrics import read_metrics
+
+    records = read_metrics(Path(cfg["out_dir"]) / "metrics.jsonl")
+    rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r][1:]  # not the first
+    return statistics.median(rates)
+
+
+def _baseline_tokens_per_s(args: argparse.Namespace, train: Path, compiled: bool) -> float:
+    cmd = [sys.executable, __file__, "--mode", "baseline-run", "--shape", args.shape,
+           "--device", args.device, "--tokens", str(train), "--train-steps", str(args.train_steps),
+           "--log-interval", str(args.log_interval)]  # fmt: skip
+    if args.batch_size:
+        cmd += ["--batch-size", str(args.batch_size)]
+    if compiled:
+        cmd.append("--compiled")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
+
+
+def bench_e2e(args: argparse.Namespace) -> None:
+    model_fields, default_batch = SHAPES[args.shape]
+    batch = args.batch_size or default_batch
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        train, val = _token_files(out, model_fields["vocab_size"])
+        cfg = train_config(model_fields, batch, args.device, {}).to_dict()
+        cfg.update(max_steps=args.train_steps, log_interval=args.log_interval, eval_interval=0,
+                   eval_batches=1, checkpoint_interval=0, progress=False,
+                   out_dir=str(out / "run"))  # fmt: skip
+        cfg["data"] = dataclasses.asdict(DataConfig(str(train), str(val), batch_size=batch))
+        results = {"cs336 train (defaults)": _cli_tokens_per_s(cfg, out)}
+        results["baseline eager"] = _baseline_tokens_per_s(args, train, False)
+        if args.baseline_compile:
+            results["baseline compiled"] = _baseline_tokens_per_s(args, train, True)
+    best = max(v for k, v in results.items() if k.startswith("baseline"))
+    print(
+        f"shape {args.shape}, batch {batch}, {args.train_steps} steps on {args.device}; "
+        f"tokens/s = median over log windows of {args.log_interval} steps, the first left out\n"
+    )
+    print("| run (own process) | tokens/s | vs faster baseline |")
+    print("|---|---:|---:|")
+    for k, v in results.items():
+        print(f"| {k} | {v:,.0f} | {v / best:.2f}x |")
+
+
+def baseline_run(args: argparse.Namespace) -> None:
+    """The baseline's own training loop on a token file (nanoGPT's get_batch)."""
+    device = torch.device(args.device)
+    model_fields, default_batch = SHAPES[args.shape]
+    batch = args.batch_size or default_batch
+    cfg = ModelConfig(**model_fields)
+    torch.manual_seed(0)
+    step = baseline_step(cfg, device, args.compiled, None)
+    data = np.load(args.tokens, mmap_mode="r")
+    ctx = cfg.context_length
+    rates, start = [], time.perf_counter()
+    for i in range(1, args.train_steps + 1):
+        ix = torch.randint(len(data) - ctx - 1, (batch,))
+        xy = torch.stack([torch.from_numpy(data[j : j + ctx + 1].astype(np.int64)) for j in ix])
+        loss = step(xy[:, :-1].to(device), xy[:, 1:].to(device))
+        if i % args.log_interval == 0:
+            float(loss)  # the loss is printed at each log step
+            now = time.perf_counter()
+            rates.append(args.log_interval * batch * ctx / (now - start))
+            start = now
+    print(json.dumps({"tokens_per_s": statistics.median(rates[1:] or rates)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="torch device (cuda)")
-    parser.add_argument("--tiny", action="store_true", help="a tiny config (smoke test)")
-    parser.add_argument("--batch-size", type=int, help="sequences per step (128; tiny: 8)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per path (20)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
-    parser.add_argument("--peak-tflops", type=float, help="bf16 peak TFLOP/s for MFU")
+    parser.add_argument("--mode", choices=["step", "e2e", "baseline-run"], default="step")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu")
+    parser.add_argument("--batch-size", type=int, help="sequences per step (the shape's default)")
     parser.add_argument(
-        "--no-compile", dest="compile", action="store_false", help="skip torch.compile"
+        "--variants", nargs="+", choices=list(VARIANTS), help="cs336 variants (step mode)"
     )
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed block (5)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant (5)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
+    parser.add_argument("--no-baseline-compile", dest="baseline_compile", action="store_false")
+    parser.add_argument("--peak-tflops", type=float, help="bf16 peak TFLOP/s for MFU")
+    parser.add_argument("--train-steps", type=int, default=60, help="e2e: steps per run (60)")
+    parser.add_argument("--log-interval", type=int, default=10, help="e2e: steps per window (10)")
+    parser.add_argument("--tokens", help=argparse.SUPPRESS)
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.warmup < 1 or args.steps < 1:
-        parser.error("--warmup and --steps must be >= 1")
-
-    cfg = TINY if args.tiny else TINYSTORIES
-    batch = args.batch_size or (8 if args.tiny else 128)
-    torch.manual_seed(0)
-    init = TransformerLM.from_config(cfg)
-    data = torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1))
-    x, y = data[:, :-1].to(args.device), data[:, 1:].to(args.device)
-    peak = peak_flops(args)
-    flops_per_token = train_flops_per_token(cfg)
-    tokens = batch * cfg.context_length
-
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(f"device: {name}; torch {torch.__version__}; compile: {args.compile}")
-    print(f"model: {cfg.to_dict()}; batch {batch}; {flops_per_token:.4e} train FLOPs/token")
-    results = {}
-    for p in args.paths:
-        results[p] = run_path(p, cfg, init, x, y, args)
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()  # the previous path's model and optimizer are gone
-
-    base = results.get("baseline")
-    print("\n| path | step ms | tokens/s | MFU | vs baseline | first loss | peak GiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for p, r in results.items():
-        tps = tokens / r["seconds"]
-        mfu = f"{100 * tps * flops_per_token / peak:.1f}%" if peak else "n/a"
-        ratio = f"{base['seconds'] / r['seconds']:.2f}x" if base else "n/a"
-        print(
-            f"| {p} | {1e3 * r['seconds']:.1f} | {tps:,.0f} | {mfu} | {ratio} "
-            f"| {r['loss']:.5f} | {r['mem_gib']:.2f} |"
+    if args.variants is None:
+        cuda = args.device.startswith("cuda")
+        args.variants = ["default", "reference kernels", "optim.impl=torch"] + (
+            ["compile=false", "dtype=float32"] if cuda else ["compile=true"]
         )
-    ref_loss = next(iter(results.values()))["loss"]
-    bad = {
-        p: r["loss"] for p, r in results.items() if abs(r["loss"] - ref_loss) > LOSS_RTOL * ref_loss
-    }
-    if bad:
-        raise SystemExit(f"first-step losses disagree with {next(iter(results))}: {bad}")
-    print(f"\nfirst-step losses agree within {100 * LOSS_RTOL:g}%")
+    {"step": bench_steps, "e2e": bench_e2e, "baseline-run": baseline_run}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ pub enum Error {
     BadModel(String),
     /// An allocation sized by the input failed.
     OutOfMemory { bytes: usize },
-    /// The run was interrupted (e.g. Ctrl-C seen while pulling from a Python iterator).
+    /// The input exceeds a fixed limit of the core's data structures (not a failed
+    /// allocation): `what` says which limit.
+    TooLarge { what: &'static str, limit: u64 },
+    /// A thread pool of `threads` threads could not be started.
+    ThreadPool { threads: usize, message: String },
+    /// The caller's interruption check (Ctrl-C, or an exception raised by a progress
+    /// callback) asked the run to stop.
     Interrupted,
 }
 
@@ -76,6 +82,12 @@ impl fmt::Display for Error {
             Error::OutOfMemory { bytes } => {
                 write!(f, "out of memory: could not allocate {bytes} bytes")
             }
+            Error::TooLarge { what, limit } => {
+                write!(f, "input too large: {what} (the limit is {limit})")
+            }
+            Error::ThreadPool { threads, message } => {
+                write!(f, "cannot start a pool of {threads} threads: {message}")
+            }
             Error::Interrupted => write!(f, "interrupted"),
         }
     }
@@ -104,5 +116,23 @@ impl Error {
 pub fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<()> {
     v.try_reserve(additional).map_err(|_| Error::OutOfMemory {
         bytes: additional.saturating_mul(std::mem::size_of::<T>()),
+    })
+}
+
+/// `vec![value; len]`, with a failed allocation as [`Error::OutOfMemory`].
+pub fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    try_reserve(&mut v, len)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// Reserve room for `additional` more entries in a hash map, as [`try_reserve`].
+pub fn try_reserve_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+    additional: usize,
+) -> Result<()> {
+    map.try_reserve(additional).map_err(|_| Error::OutOfMemory {
+        bytes: additional.saturating_mul(std::mem::size_of::<(K, V)>() + 1),
     })
 }

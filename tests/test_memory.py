@@ -88,3 +88,92 @@ def test_encode_iterable_peak_memory_stays_flat():
     assert result.returncode == 0, result.stderr
     before, after, _ = result.stdout.split()
     assert float(after) - float(before) < 8, result.stdout
+
+
+LIMITED_TRAIN = """
+import os, resource
+from cs336 import train_bpe
+
+def vm_bytes():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+
+table = bytes(32 if i % 7 == 0 else 97 + i % 26 for i in range(256))
+with open(PATH, "wb") as f:
+    f.write(os.urandom(30 << 20).translate(table))  # 30 MB of mostly distinct words
+resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (64 << 20), resource.RLIM_INFINITY))
+try:
+    train_bpe(PATH, 1000)
+    print("ok")
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_training_under_rlimit_raises_memory_error(tmp_path):
+    result = run(f"PATH = {str(tmp_path / 'words.txt')!r}\n" + LIMITED_TRAIN)
+    assert result.returncode == 0, f"process died ({result.returncode}): {result.stderr}"
+    assert result.stdout.strip() == "MemoryError", result.stdout + result.stderr
+
+
+LIMITED_LONG_WORD = """
+import resource
+from cs336 import Tokenizer
+
+def vm_bytes():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+
+tok = Tokenizer({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")])
+word = "ab" * (8 << 20)  # one 16 MB pretoken: the long-pretoken merge needs ~36 bytes a byte
+resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (16 << 20), resource.RLIM_INFINITY))
+try:
+    tok.encode(word)
+    print("ok")
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_encoding_one_huge_pretoken_under_rlimit_raises_memory_error():
+    result = run(LIMITED_LONG_WORD)
+    assert result.returncode == 0, f"process died ({result.returncode}): {result.stderr}"
+    assert result.stdout.strip() == "MemoryError", result.stdout + result.stderr
+
+
+def test_encode_iterable_over_text_without_spaces_streams():
+    # Chinese-like text (no spaces, full-width punctuation): ids come before the input
+    # ends, and the memory stays flat.
+    code = """
+    import random
+    from cs336 import Tokenizer
+
+    def peak_mb():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+
+    tok = Tokenizer({i: bytes([i]) for i in range(256)}, [])
+    rng = random.Random(0)
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 2000)]
+    lines = ["".join(rng.choices(chars, k=40)) + "，" + "".join(rng.choices(chars, k=30))
+             + "。\\n\\n" for _ in range(1000)]
+
+    def chunks(n, fed):
+        for i in range(n):
+            fed.append(1)
+            yield lines[i % len(lines)]
+
+    fed = []
+    ids = tok.encode_iterable(chunks(1000, fed))
+    next(ids)
+    first = len(fed)
+    sum(1 for _ in ids)
+    before = peak_mb()
+    sum(1 for _ in tok.encode_iterable(chunks(60_000, [])))  # ~13 MB
+    print(first, before, peak_mb())
+    """
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    first, before, after = result.stdout.split()
+    assert int(first) <= 2, result.stdout
+    assert float(after) - float(before) < 8, result.stdout

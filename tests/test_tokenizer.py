@@ -288,6 +288,22 @@ def test_decode_gaps_in_ids_are_unknown():
         tok.decode([256])
 
 
+def test_sparse_ids_cost_memory_by_the_number_of_tokens(tmp_path):
+    # 257 tokens, the largest id 2**24: built at once (no table of 2**24 entries), and the
+    # tokenizer and its core agree on the size.
+    import numpy as np
+
+    tok = Tokenizer(BYTES | {2**24: b"<big>"}, [], ["<big>"])
+    assert tok.vocab_size == tok._core.vocab_size == 257
+    assert tok.encode("a<big>") == [97, 2**24]
+    assert tok.decode([2**24, 98]) == "<big>b"
+    src = tmp_path / "in.txt"
+    src.write_text("x<big>y")
+    tok.encode_file(src, tmp_path / "ids.npy")
+    ids = np.load(tmp_path / "ids.npy")
+    assert ids.dtype == np.uint32 and ids.tolist() == [120, 2**24, 121]
+
+
 @pytest.mark.parametrize("bad", ["a", 1.5, None])
 def test_decode_rejects_non_int(gpt2, bad):
     with pytest.raises(TypeError, match="token ids must be int"):

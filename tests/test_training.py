@@ -385,7 +385,7 @@ def test_torch_adamw_impl_trains_like_ours(tmp_path):
     )
 
 
-def test_compile_auto_compiles_on_cuda_only():
+def test_compile_auto_compiles_on_cuda_and_for_long_cpu_runs():
     from cs336.training.step import compile_enabled
 
     cfg = TrainConfig.from_dict(
@@ -401,3 +401,14 @@ def test_compile_auto_compiles_on_cuda_only():
     assert compile_enabled(cfg, torch.device("cpu")) is False
     assert compile_enabled(dataclasses.replace(cfg, compile=True), torch.device("cpu")) is True
     assert compile_enabled(dataclasses.replace(cfg, compile=False), torch.device("cuda")) is False
+    # the CPU shape: 5,000 steps are ~55 minutes uncompiled; 150 steps 100 s
+    shape = dict(vocab_size=4096, context_length=128, d_model=192, num_layers=4, num_heads=6)
+    long = TrainConfig.from_dict(
+        {
+            "model": {**shape, "d_ff": 768},
+            "data": dict(train_path="t.npy", val_path="v.npy", batch_size=16),
+            "max_steps": 5000,
+        }
+    )
+    assert compile_enabled(long, torch.device("cpu")) is True
+    assert compile_enabled(dataclasses.replace(long, max_steps=150), torch.device("cpu")) is False

@@ -21,6 +21,14 @@ def pretokenize(text: str, pattern: str | None = None, *, scanner: bool = True) 
         UnicodeEncodeError: ``text`` holds a lone surrogate.
     """
 
+def safe_cuts(
+    text: str, special_tokens: Sequence[str] = ..., pattern: str | None = None
+) -> list[int]:
+    """The character offsets (not 0 nor ``len(text)``) where the trainer and the encoder
+    may cut the complete ``text``: the two sides pretokenize, after splitting on
+    ``special_tokens``, as the whole. With a pattern other than GPT-2's, only right after
+    special tokens. Raises ValueError for bad special tokens or a bad pattern."""
+
 def count_pretokens(text: str, pattern: str | None = None, *, scanner: bool = True) -> int:
     """``len(pretokenize(text, pattern, scanner=scanner))`` without building the list (so a
     benchmark times the pretokenizer alone). Raises as ``pretokenize``."""
@@ -36,11 +44,14 @@ def train_bpe_files(
     show_progress: bool = False,
     chunk_size: int = 1048576,
     block_size: int = 8388608,
+    max_token_length: int | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """Merges learned from the files (each its own document), in creation order.
-    Raises OSError for an unreadable path, UnicodeError naming the byte offset of invalid
-    UTF-8, ValueError for a too small vocab_size, bad special tokens or a bad pattern,
-    KeyboardInterrupt on Ctrl-C."""
+    """Merges learned from the files (each its own document), in creation order; no
+    merged token is longer than ``max_token_length`` bytes. Raises OSError for an
+    unreadable path, UnicodeError naming the byte offset of invalid UTF-8, ValueError for a
+    too small vocab_size, bad special tokens or a bad pattern, MemoryError when an
+    allocation fails, and whatever a signal handler raises (KeyboardInterrupt on
+    Ctrl-C)."""
 
 def train_bpe_iter(
     texts: Iterable[str],
@@ -50,9 +61,10 @@ def train_bpe_iter(
     num_threads: int | None = None,
     show_progress: bool = False,
     chunk_size: int = 1048576,
+    max_token_length: int | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """Merges learned from the strings of ``texts`` (each its own document). Raises
-    TypeError for a non-str item, ValueError as train_bpe_files, KeyboardInterrupt."""
+    TypeError for a non-str item, and as train_bpe_files."""
 
 # ---- encode (rust/py/encode.rs) ----
 
@@ -79,13 +91,19 @@ class Encoder:
 
     @property
     def vocab_size(self) -> int:
-        """One more than the largest token id."""
+        """The number of tokens (ids may have gaps: memory follows this number)."""
+
+    @property
+    def max_token_id(self) -> int:
+        """The largest token id (``.npy`` files are ``uint16`` when it is below 2**16)."""
 
     @property
     def pattern(self) -> str:
         """The pretokenization pattern."""
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        """Raises MemoryError when an allocation fails, and whatever a signal handler
+        raises (the check runs every MB or so)."""
     def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
         """``[encode(t) for t in texts]`` in parallel."""
 
@@ -99,8 +117,10 @@ class Encoder:
         num_threads: int | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> tuple[int, int, str]:
-        """Encode a UTF-8 file into a ``.npy`` array; returns ``(bytes, tokens, dtype)``.
-        ``progress`` is called with the number of bytes done."""
+        """Encode a UTF-8 file into a ``.npy`` array in parallel rounds; returns ``(bytes,
+        tokens, dtype)``. Between rounds, on the calling thread, signals are checked and
+        ``progress`` is called with the number of bytes done; an exception either raises
+        stops the work, leaves no output file and comes out unchanged."""
 
     def decode_bytes(self, ids: list[int]) -> bytes: ...
 

@@ -2,14 +2,16 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList};
 
+use super::Signals;
 use crate::encode;
 use crate::error::Error;
+use crate::pool::pool;
+use crate::progress::Progress;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Encoder>()?;
@@ -25,34 +27,39 @@ fn make_ints(py: Python<'_>, n: usize) -> PyResult<Arc<[Py<PyAny>]>> {
         .collect()
 }
 
-/// A new list holding `items` (owned references, moved in).
+/// A new list of `len` items, item `i` being `item(i)` (an owned reference, moved in).
 fn new_list<'py>(
     py: Python<'py>,
-    items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+    len: usize,
+    mut item: impl FnMut(usize) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let len = items.len();
     // SAFETY: `PyList_New` returns a new reference, or NULL with a MemoryError set, which
     // `from_owned_ptr_or_err` returns as the error (PyO3's own list constructors panic
     // there instead). Each slot `i < len` is then set exactly once to an owned reference,
-    // which `PyList_SetItem` steals (it cannot fail for an index in range); nothing else
-    // sees the list before it is complete.
+    // which `PyList_SetItem` steals (it cannot fail for an index in range). If `item`
+    // fails, the list is dropped with its remaining slots NULL, which list deallocation
+    // allows; nothing else sees the list before it is complete.
     unsafe {
         let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len as ffi::Py_ssize_t))?;
-        for (i, item) in items.take(len).enumerate() {
-            ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
+        for i in 0..len {
+            let value = item(i)?;
+            ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, value.into_ptr());
         }
         Ok(list.cast_into_unchecked())
     }
 }
 
-/// The list of `ids`, made of the shared `ints` (every id is below their number: the
-/// encoder only produces ids of its vocabulary).
+/// The list of `ids`, made of the shared `ints` where they reach (an id beyond them, in a
+/// vocabulary with gaps, gets its own int).
 fn ids_to_list<'py>(
     py: Python<'py>,
     ids: &[u32],
     ints: &[Py<PyAny>],
 ) -> PyResult<Bound<'py, PyList>> {
-    new_list(py, ids.iter().map(|&id| ints[id as usize].bind(py).clone()))
+    new_list(py, ids.len(), |i| match ints.get(ids[i] as usize) {
+        Some(int) => Ok(int.bind(py).clone()),
+        None => Ok(ids[i].into_pyobject(py)?.into_any()),
+    })
 }
 
 /// The compiled BPE model behind `cs336.Tokenizer` (immutable; safe to share).
@@ -60,20 +67,6 @@ fn ids_to_list<'py>(
 struct Encoder {
     inner: Arc<encode::Encoder>,
     ints: Arc<[Py<PyAny>]>,
-}
-
-/// Run `f` on a rayon pool of `num_threads` threads (the global pool when `None`).
-fn with_threads<T: Send>(num_threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    match num_threads {
-        None => Ok(f()),
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| PyRuntimeError::new_err(format!("cannot start {n} threads: {e}")))?;
-            Ok(pool.install(f))
-        }
-    }
 }
 
 #[pymethods]
@@ -95,7 +88,10 @@ impl Encoder {
             .collect();
         let inner =
             py.detach(|| encode::Encoder::new(&vocab, &merges, &special_tokens, pattern))?;
-        let ints = make_ints(py, inner.vocab_size())?;
+        // Shared ints for the ids up to twice the number of tokens: all of a dense
+        // vocabulary, and memory that follows the number of tokens for a sparse one.
+        let shared = (inner.max_token_id() as usize + 1).min(2 * inner.vocab_size());
+        let ints = make_ints(py, shared)?;
         Ok(Encoder {
             inner: Arc::new(inner),
             ints,
@@ -108,6 +104,11 @@ impl Encoder {
     }
 
     #[getter]
+    fn max_token_id(&self) -> u32 {
+        self.inner.max_token_id()
+    }
+
+    #[getter]
     fn pattern(&self) -> &str {
         self.inner.pattern()
     }
@@ -115,8 +116,12 @@ impl Encoder {
     // ---- encode
 
     fn encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode(text))?;
-        ids_to_list(py, &ids, &self.ints)
+        let signals = Signals::default();
+        let ids = py.detach(|| {
+            let check = || signals.check();
+            self.inner.encode(text, &Progress::new(None, &check))
+        });
+        ids_to_list(py, &signals.finish(ids)?, &self.ints)
     }
 
     #[pyo3(signature = (texts, num_threads=None))]
@@ -126,13 +131,17 @@ impl Encoder {
         texts: Vec<PyBackedStr>,
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let batch =
-            py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))??;
-        let lists = batch
-            .iter()
-            .map(|ids| Ok(ids_to_list(py, ids, &self.ints)?.into_any()))
-            .collect::<PyResult<Vec<_>>>()?;
-        new_list(py, lists.into_iter())
+        let pool = pool(num_threads)?;
+        let signals = Signals::default();
+        let batch = py.detach(|| {
+            let check = || signals.check();
+            self.inner
+                .encode_batch(&texts, &pool, &Progress::new(None, &check))
+        });
+        let batch = signals.finish(batch)?;
+        new_list(py, batch.len(), |i| {
+            Ok(ids_to_list(py, &batch[i], &self.ints)?.into_any())
+        })
     }
 
     fn stream(&self) -> EncodeStream {
@@ -153,29 +162,20 @@ impl Encoder {
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(u64, u64, &'static str)> {
-        // An exception raised by `progress` (or Ctrl-C) stops the work and is re-raised.
-        let mut raised: Option<PyErr> = None;
+        let pool = pool(num_threads)?;
+        // Ctrl-C or an exception raised by `progress` stops the work and is re-raised.
+        let signals = Signals::default();
         let mut report = |done: u64| -> Result<(), Error> {
-            Python::attach(|py| {
-                let result = py.check_signals().and_then(|()| match &progress {
+            signals.call(|py| {
+                py.check_signals()?;
+                match &progress {
                     Some(f) => f.call1(py, (done,)).map(drop),
                     None => Ok(()),
-                });
-                result.map_err(|e| {
-                    raised = Some(e);
-                    Error::Interrupted
-                })
+                }
             })
         };
-        let result = py.detach(|| {
-            with_threads(num_threads, || {
-                self.inner.encode_file(&input, &output, &mut report)
-            })
-        })?;
-        if let Some(e) = raised {
-            return Err(e);
-        }
-        let stats = result?;
+        let stats = py.detach(|| self.inner.encode_file(&input, &output, &pool, &mut report));
+        let stats = signals.finish(stats)?;
         Ok((stats.bytes, stats.tokens, stats.dtype.name()))
     }
 
@@ -202,24 +202,30 @@ impl EncodeStream {
     fn with_state<'py>(
         &self,
         py: Python<'py>,
-        f: impl FnOnce(&mut encode::EncodeStream, &mut Vec<u32>) -> Result<(), Error> + Send,
+        f: impl FnOnce(&mut encode::EncodeStream, &mut Vec<u32>, &Progress) -> Result<(), Error> + Send,
     ) -> PyResult<Bound<'py, PyList>> {
+        let signals = Signals::default();
         let ids = py.detach(|| {
+            let check = || signals.check();
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = Vec::new();
-            f(&mut state, &mut out).map(|()| out)
-        })?;
-        ids_to_list(py, &ids, &self.ints)
+            f(&mut state, &mut out, &Progress::new(None, &check)).map(|()| out)
+        });
+        ids_to_list(py, &signals.finish(ids)?, &self.ints)
     }
 }
 
 #[pymethods]
 impl EncodeStream {
     fn feed<'py>(&self, py: Python<'py>, chunk: &str) -> PyResult<Bound<'py, PyList>> {
-        self.with_state(py, |state, out| state.feed(&self.encoder, chunk, out))
+        self.with_state(py, |state, out, progress| {
+            state.feed(&self.encoder, chunk, out, progress)
+        })
     }
 
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        self.with_state(py, |state, out| state.finish(&self.encoder, out))
+        self.with_state(py, |state, out, progress| {
+            state.finish(&self.encoder, out, progress)
+        })
     }
 }

@@ -1,9 +1,10 @@
-//! Bindings for pretokenization alone (for tests and benchmarks; the trainer and the
-//! encoder pretokenize inside the core).
+//! Bindings for pretokenization and the safe-cut rule alone (for tests and benchmarks; the
+//! trainer and the encoder use them inside the core).
 
 use pyo3::prelude::*;
 
-use crate::pretokenize::{Pretokenizer, GPT2_PATTERN};
+use crate::boundary::Boundary;
+use crate::pretokenize::{Pretokenizer, SpecialTokens, GPT2_PATTERN};
 use crate::Result;
 
 fn pretokenizer(pattern: Option<&str>, scanner: bool) -> Result<Pretokenizer> {
@@ -51,7 +52,35 @@ fn count_pretokens(
     Ok(count)
 }
 
+/// The character offsets where the trainer and the encoder may cut the complete text
+/// `text` (special tokens `special_tokens`, pattern `pattern` or GPT-2's), in increasing
+/// order, without 0 and `len(text)`.
+#[pyfunction]
+#[pyo3(signature = (text, special_tokens=Vec::new(), pattern=None))]
+fn safe_cuts(
+    py: Python<'_>,
+    text: &str,
+    special_tokens: Vec<String>,
+    pattern: Option<&str>,
+) -> PyResult<Vec<usize>> {
+    let cuts = py.detach(|| -> Result<Vec<usize>> {
+        let specials = SpecialTokens::new(&special_tokens)?;
+        let boundary = Boundary::new(&pretokenizer(pattern, true)?, &specials);
+        let mut cuts = Vec::new();
+        let (mut from, mut chars, mut counted) = (0, 0, 0);
+        while let Some(p) = boundary.first_cut(text, from, true) {
+            chars += text[counted..p].chars().count();
+            counted = p;
+            cuts.push(chars);
+            from = p + 1;
+        }
+        Ok(cuts)
+    })?;
+    Ok(cuts)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(safe_cuts, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(count_pretokens, m)?)?;
     Ok(())

@@ -4,28 +4,33 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::corpus::Chunking;
-use crate::train::{train_counts, train_files, MergeBytes, Progress, TrainConfig};
+use super::Signals;
+use crate::progress::Progress;
+use crate::train::{train_counts, train_files, Chunking, TrainConfig, Trained};
 
 /// Strings pulled from the iterator before they are counted (detached) as one batch.
 const BATCH_BYTES: usize = 8 << 20;
 const BATCH_ITEMS: usize = 8192;
 
-fn to_python<'py>(
-    py: Python<'py>,
-    merges: Vec<MergeBytes>,
-) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    merges
-        .iter()
-        .map(|(a, b)| (PyBytes::new(py, a), PyBytes::new(py, b)))
-        .collect()
-}
+/// The prefix of progress lines.
+const LINES: &str = "train-bpe";
 
-/// Poll for Ctrl-C from inside `py.detach` (attaching only for the check).
-fn interrupted() -> bool {
-    Python::attach(|py| py.check_signals().is_err())
+/// The merges as `(bytes, bytes)` tuples; each token is one `bytes` object, shared by
+/// every merge it is part of.
+fn to_python(py: Python<'_>, trained: Trained) -> PyResult<Vec<Bound<'_, PyTuple>>> {
+    let mut objects: Vec<Option<Bound<'_, PyBytes>>> = vec![None; trained.tokens.len()];
+    let mut token = |id: u32| -> Bound<'_, PyBytes> {
+        objects[id as usize]
+            .get_or_insert_with(|| PyBytes::new(py, &trained.tokens[id as usize]))
+            .clone()
+    };
+    trained
+        .merges
+        .iter()
+        .map(|&(a, b)| PyTuple::new(py, [token(a), token(b)]))
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -34,9 +39,9 @@ fn config(
     special_tokens: Vec<String>,
     pattern: String,
     num_threads: Option<usize>,
-    show_progress: bool,
     chunk_size: usize,
     block_size: usize,
+    max_token_length: Option<usize>,
 ) -> TrainConfig {
     TrainConfig {
         vocab_size,
@@ -47,14 +52,15 @@ fn config(
             chunk_size,
             block_size,
         },
-        show_progress,
+        max_token_length,
     }
 }
 
 /// Train on text files; returns the merges as (bytes, bytes) in creation order.
 #[pyfunction]
 #[pyo3(signature = (paths, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1048576, block_size=8388608))]
+                    show_progress=false, chunk_size=1048576, block_size=8388608,
+                    max_token_length=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_bpe_files(
     py: Python<'_>,
@@ -66,25 +72,31 @@ fn train_bpe_files(
     show_progress: bool,
     chunk_size: usize,
     block_size: usize,
-) -> PyResult<Vec<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>> {
+    max_token_length: Option<usize>,
+) -> PyResult<Vec<Bound<'_, PyTuple>>> {
     let config = config(
         vocab_size,
         special_tokens,
         pattern,
         num_threads,
-        show_progress,
         chunk_size,
         block_size,
+        max_token_length,
     );
-    let merges = py.detach(|| train_files(&paths, &config, &interrupted))?;
-    Ok(to_python(py, merges))
+    let signals = Signals::default();
+    let trained = py.detach(|| {
+        let check = || signals.check();
+        let progress = Progress::new(show_progress.then_some(LINES), &check);
+        train_files(&paths, &config, &progress)
+    });
+    to_python(py, signals.finish(trained)?)
 }
 
 /// Train on the strings of an iterable, each its own document; strings are pulled in
 /// batches while attached and counted while detached.
 #[pyfunction]
 #[pyo3(signature = (texts, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1048576))]
+                    show_progress=false, chunk_size=1048576, max_token_length=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_bpe_iter<'py>(
     py: Python<'py>,
@@ -95,20 +107,19 @@ fn train_bpe_iter<'py>(
     num_threads: Option<usize>,
     show_progress: bool,
     chunk_size: usize,
-) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    max_token_length: Option<usize>,
+) -> PyResult<Vec<Bound<'py, PyTuple>>> {
     let config = config(
         vocab_size,
         special_tokens,
         pattern,
         num_threads,
-        show_progress,
         chunk_size,
         Chunking::default().block_size,
+        max_token_length,
     );
-    let progress = Progress::new(show_progress);
     let (counter, num_merges) = config.counter()?;
     let mut iter = texts.try_iter()?;
-    let mut seen = 0usize;
     loop {
         let mut batch: Vec<String> = Vec::new();
         let mut bytes = 0;
@@ -132,14 +143,22 @@ fn train_bpe_iter<'py>(
         if batch.is_empty() {
             break;
         }
-        seen += batch.len();
         py.check_signals()?;
         py.detach(|| counter.count_texts(&batch))?;
-        progress.report(|| format!("counted {seen} texts"));
     }
-    let merges =
-        py.detach(|| train_counts(counter.finish(), num_merges, progress, &interrupted))?;
-    Ok(to_python(py, merges))
+    let signals = Signals::default();
+    let trained = py.detach(|| {
+        let check = || signals.check();
+        let progress = Progress::new(show_progress.then_some(LINES), &check);
+        train_counts(
+            counter.finish()?,
+            num_merges,
+            config.max_token_length,
+            config.num_threads,
+            &progress,
+        )
+    });
+    to_python(py, signals.finish(trained)?)
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -124,6 +124,20 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     >>> round(cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3])).item(), 6)  # log 4
     1.386294
     """
+    check_targets(logits, targets)
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    m = x.amax(dim=-1, keepdim=True).detach()
+    lse = (x - m).exp().sum(dim=-1).log() + m.squeeze(-1)  # (...)
+    target_logit = x.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...)
+    return (lse - target_logit).mean()
+
+
+def check_targets(logits: Tensor, targets: Tensor) -> None:
+    """The checks of a cross-entropy's arguments (also used by the fused one).
+
+    Raises:
+        ValueError: if the shapes do not line up or ``targets`` is not an integer tensor.
+    """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
             f"targets shape {tuple(targets.shape)} must equal logits shape without the "
@@ -131,11 +145,6 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         )
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
-    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    m = x.amax(dim=-1, keepdim=True).detach()
-    lse = (x - m).exp().sum(dim=-1).log() + m.squeeze(-1)  # (...)
-    target_logit = x.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...)
-    return (lse - target_logit).mean()
 
 
 def perplexity(logits: Tensor, targets: Tensor) -> Tensor:

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from cs336.nn.functional import check_targets
+
 __all__ = ["chunked_cross_entropy"]
 
 # Rows per chunk are chosen so that one chunk's float32 copy holds about this many
@@ -71,13 +73,7 @@ def chunked_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     Raises:
         ValueError: if the shapes do not line up or ``targets`` is not an integer tensor.
     """
-    if logits.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"targets shape {tuple(targets.shape)} must equal logits shape without the "
-            f"vocabulary dim {tuple(logits.shape[:-1])}"
-        )
-    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
+    check_targets(logits, targets)
     vocab = logits.shape[-1]
     rows = max(1, _CHUNK_ELEMENTS // max(vocab, 1))
     flat = logits.reshape(-1, vocab)

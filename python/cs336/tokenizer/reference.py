@@ -123,11 +123,15 @@ def merge_word(word: Word, pair: tuple[bytes, bytes]) -> Word:
 
 
 def train_from_counts(
-    words: Counter[Word], vocab_size: int, special_tokens: Sequence[str] = ()
+    words: Counter[Word],
+    vocab_size: int,
+    special_tokens: Sequence[str] = (),
+    max_token_length: int | None = None,
 ) -> tuple[Vocab, Merges]:
     """Merge the most frequent pair until the vocabulary has ``vocab_size`` tokens or no
     pair is left. Ties go to the lexicographically greater pair, compared as
-    ``(bytes, bytes)``.
+    ``(bytes, bytes)``. With ``max_token_length``, only pairs whose merged token has at
+    most that many bytes count.
 
     >>> train_from_counts(Counter({(b"a", b"b"): 1, (b"b", b"a"): 1}), 257)[1]
     [(b'b', b'a')]
@@ -137,6 +141,10 @@ def train_from_counts(
     merges: Merges = []
     while 256 + len(merges) + len(special_tokens) < vocab_size:
         pairs = count_pairs(words)
+        if max_token_length is not None:
+            pairs = Counter(
+                {p: n for p, n in pairs.items() if len(p[0] + p[1]) <= max_token_length}
+            )
         if not pairs:
             break
         best = max(pairs, key=lambda pair: (pairs[pair], pair))
@@ -158,6 +166,7 @@ def train(
     vocab_size: int,
     special_tokens: Sequence[str] = (),
     pattern: str = GPT2_PATTERN,
+    max_token_length: int | None = None,
 ) -> tuple[Vocab, Merges]:
     """Train a byte-level BPE tokenizer on ``text`` (one string or an iterable of strings,
     each split on its own) and return ``(vocab, merges)``.
@@ -168,7 +177,7 @@ def train(
     """
     texts = [text] if isinstance(text, str) else text
     words = count_words(texts, special_tokens, pattern)
-    return train_from_counts(words, vocab_size, special_tokens)
+    return train_from_counts(words, vocab_size, special_tokens, max_token_length)
 
 
 def encode(

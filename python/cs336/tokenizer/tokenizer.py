@@ -61,13 +61,20 @@ class Tokenizer:
     the pattern the tokenizer was trained with (``BPETrainer.train`` does).
 
     :meth:`encode_iterable` and :meth:`encode_file` cut long text into pieces that encode
-    independently. With GPT-2's pattern there are cuts all through ordinary text; with any
-    other pattern only right after special tokens, so their memory then grows with the
-    longest stretch of text between special tokens (the whole text when there are none).
+    independently. With GPT-2's pattern there are cuts all through ordinary text of every
+    script (between a word and punctuation, a letter and a digit, before whitespace...:
+    every few characters in Chinese, Japanese, Thai or Cyrillic text without spaces);
+    with any other pattern only right after special tokens, so their memory then grows
+    with the longest stretch of text between special tokens (the whole text when there
+    are none).
 
-    A tokenizer remembers the ids of pretokens it has encoded, in one cache per concurrent
-    caller that persists across calls (at most cores + 2 caches, each cleared at 2^18
-    pretokens; about 15-20 MB each after 34 MB of web text), so repeated and many small
+    Token ids may have gaps: memory follows the number of tokens, not the largest id (ids
+    must be below 2**31). Long calls check for Ctrl-C on the calling thread (the signal
+    handler's exception comes out unchanged), and a failed allocation is a MemoryError.
+
+    A tokenizer remembers the ids of pretokens it has encoded (those of at most 128
+    bytes), in one cache per concurrent caller that persists across calls (at most
+    cores + 2 caches, each cleared when it holds about 24 MB), so repeated and many small
     calls are fast; the memory is freed with the tokenizer. It is safe to share between
     threads.
 

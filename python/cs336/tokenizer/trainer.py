@@ -90,6 +90,13 @@ class BPETrainer:
         pattern: pretokenization regex (fancy-regex syntax); GPT-2's by default.
         num_threads: threads for pretokenizing and counting (all cores when None).
         show_progress: print progress lines (phase, elapsed time, merges) to stderr.
+        max_token_length: no merge creates a token longer than this many bytes (as Hugging
+            Face's ``BpeTrainer(max_token_length=...)``); None (the default, the spec's
+            rule) for no limit. A pair whose token would be longer is never merged.
+
+    Training polls for Ctrl-C on the calling thread (KeyboardInterrupt within a fraction of
+    a second, or whatever exception the signal handler raises) and raises MemoryError when
+    an allocation fails (e.g. under ``ulimit -v``).
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
@@ -106,12 +113,23 @@ class BPETrainer:
         pattern: str = GPT2_PATTERN,
         num_threads: int | None = None,
         show_progress: bool = False,
+        *,
+        max_token_length: int | None = None,
     ) -> None:
         self.special_tokens = _check_options(vocab_size, special_tokens, num_threads, pattern)
+        if max_token_length is not None and (
+            isinstance(max_token_length, bool)
+            or not isinstance(max_token_length, int)
+            or max_token_length < 1
+        ):
+            raise ValueError(
+                f"max_token_length must be a positive int or None, got {max_token_length!r}"
+            )
         self.vocab_size = vocab_size
         self.pattern = pattern
         self.num_threads = num_threads
         self.show_progress = show_progress
+        self.max_token_length = max_token_length
 
     def train_raw(
         self,
@@ -132,6 +150,7 @@ class BPETrainer:
             self.show_progress,
             _chunk_size,
             _block_size,
+            self.max_token_length,
         )
         return _vocab(merges, self.special_tokens), merges
 
@@ -153,6 +172,7 @@ class BPETrainer:
             self.num_threads,
             self.show_progress,
             _chunk_size,
+            self.max_token_length,
         )
         return _vocab(merges, self.special_tokens), merges
 
@@ -176,6 +196,7 @@ def train_bpe(
     pattern: str = GPT2_PATTERN,
     num_threads: int | None = None,
     show_progress: bool = False,
+    max_token_length: int | None = None,
 ) -> tuple[Vocab, Merges]:
     """Train a byte-level BPE tokenizer on the file(s) at ``input_path`` (the CS336
     assignment's ``train_bpe``). Returns ``(vocab, merges)``: ``vocab`` maps ids to token
@@ -184,8 +205,9 @@ def train_bpe(
 
     Raises FileNotFoundError / IsADirectoryError for a bad path, ValueError for a
     ``vocab_size`` below 256 + the number of special tokens, for empty or duplicate special
-    tokens or a pattern that does not compile, and UnicodeError (a ValueError) naming the
-    byte offset of invalid UTF-8.
+    tokens or a pattern that does not compile, UnicodeError (a ValueError) naming the
+    byte offset of invalid UTF-8, and MemoryError when an allocation fails.
+    ``max_token_length`` as in :class:`BPETrainer`.
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
@@ -194,5 +216,12 @@ def train_bpe(
     >>> merges, vocab[257]
     ([(b't', b'h'), (b'th', b'e')], b'the')
     """
-    trainer = BPETrainer(vocab_size, special_tokens, pattern, num_threads, show_progress)
+    trainer = BPETrainer(
+        vocab_size,
+        special_tokens,
+        pattern,
+        num_threads,
+        show_progress,
+        max_token_length=max_token_length,
+    )
     return trainer.train_raw(input_path)

@@ -11,6 +11,7 @@ device too (``AdamW.step(skip=...)``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -158,13 +159,32 @@ def wrap_model(
     return cast(nn.Module, torch.compile(model)) if compiled else model
 
 
+# compile="auto" on the CPU: compile when the run would take longer than this uncompiled.
+# Compiling costs about a minute on a small CPU and then makes each step ~20% faster
+# (benchmarks/RESULTS.md), so it pays for runs of several minutes. The length is
+# estimated from the config alone (6 FLOPs per parameter and token, at a conservative CPU
+# rate), so the choice is the same every time the run starts or resumes.
+CPU_COMPILE_AFTER_SECONDS = 600.0
+CPU_FLOPS_ESTIMATE = 5e10
+
+
 def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
     """Whether the run compiles its step: ``config.compile``, where ``"auto"`` means on
-    CUDA (on the CPU the compiled step is not faster at the shapes this package trains
-    there; see benchmarks/RESULTS.md)."""
-    if config.compile == "auto":
-        return device.type == "cuda"
-    return bool(config.compile)
+    CUDA always, and on the CPU when the whole run (``max_steps``, also when resuming, so
+    that a resumed run computes as the straight one) would take more than
+    :data:`CPU_COMPILE_AFTER_SECONDS` uncompiled at :data:`CPU_FLOPS_ESTIMATE`."""
+    if config.compile != "auto":
+        return bool(config.compile)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    from cs336.accounting import train_flops_per_token
+
+    ctx = config.context_length
+    per_token = train_flops_per_token(dataclasses.replace(config.model, context_length=ctx))
+    tokens = config.max_steps * config.data.batch_size * ctx
+    return per_token * tokens / CPU_FLOPS_ESTIMATE > CPU_COMPILE_AFTER_SECONDS
 
 
 def build_optimizer(

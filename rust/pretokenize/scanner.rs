@@ -1,100 +1,12 @@
-//! Pretokenization: split text on special tokens, then into pretokens with the GPT-2
-//! pattern (by a hand-written scanner) or a custom pattern (by fancy-regex).
+//! The hand-written scanner of [`GPT2_PATTERN`]: the same pretokens as fancy-regex, from a
+//! table of the four character classes the pattern sees.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
-use fancy_regex::Regex;
-
-use crate::error::{Error, Result};
-
-/// GPT-2's pretokenization pattern, as in the CS336 handout and tiktoken's `gpt2`.
-pub const GPT2_PATTERN: &str =
-    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
-/// Splits text into pretokens.
-#[derive(Debug, Clone)]
-pub struct Pretokenizer {
-    pattern: String,
-    engine: Engine,
-}
-
-#[derive(Debug, Clone)]
-enum Engine {
-    /// The hand-written GPT-2 scanner ([`gpt2_pretokens`]).
-    Gpt2Scanner,
-    Regex(Box<Regex>),
-}
-
-impl Pretokenizer {
-    /// Compile `pattern`; an invalid pattern is [`Error::BadPattern`]. [`GPT2_PATTERN`]
-    /// gets the hand-written scanner, which gives the same pretokens several times faster.
-    pub fn new(pattern: &str) -> Result<Self> {
-        if pattern == GPT2_PATTERN {
-            Ok(Self::gpt2())
-        } else {
-            Self::regex_only(pattern)
-        }
-    }
-
-    /// Like [`Pretokenizer::new`], but always matching with fancy-regex (the reference the
-    /// scanner is tested and benchmarked against).
-    pub fn regex_only(pattern: &str) -> Result<Self> {
-        let regex = Regex::new(pattern).map_err(|e| Error::BadPattern {
-            pattern: pattern.to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(Pretokenizer {
-            pattern: pattern.to_owned(),
-            engine: Engine::Regex(Box::new(regex)),
-        })
-    }
-
-    /// The GPT-2 pretokenizer (the hand-written scanner).
-    pub fn gpt2() -> Self {
-        // Build the Unicode class table (once per process, ~5 ms) here rather than in the
-        // first call to `for_each`.
-        class_table();
-        Pretokenizer {
-            pattern: GPT2_PATTERN.to_owned(),
-            engine: Engine::Gpt2Scanner,
-        }
-    }
-
-    /// The pattern this pretokenizer matches.
-    pub fn pattern(&self) -> &str {
-        &self.pattern
-    }
-
-    /// Whether this pretokenizer runs the hand-written GPT-2 scanner (not fancy-regex).
-    pub fn uses_scanner(&self) -> bool {
-        matches!(self.engine, Engine::Gpt2Scanner)
-    }
-
-    /// Call `f` on each pretoken of `text`, in order. The pretokens are the pattern's
-    /// successive non-overlapping matches (text between matches is dropped, as in
-    /// `re.findall`).
-    pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
-        match &self.engine {
-            Engine::Gpt2Scanner => {
-                gpt2_pretokens(text).for_each(f);
-                Ok(())
-            }
-            Engine::Regex(regex) => {
-                for m in regex.find_iter(text) {
-                    let m = m.map_err(|e| Error::BadPattern {
-                        pattern: self.pattern.clone(),
-                        message: e.to_string(),
-                    })?;
-                    f(m.as_str());
-                }
-                Ok(())
-            }
-        }
-    }
-}
+#[cfg(doc)]
+use super::GPT2_PATTERN;
 
 /// The pretokens of `text` under [`GPT2_PATTERN`], by the hand-written scanner.
 ///
@@ -142,7 +54,7 @@ impl<'t> Iterator for Gpt2Pretokens<'t> {
 /// The four classes the GPT-2 pattern sees: `\p{L}`, `\p{N}`, `\s` (White_Space) and
 /// everything else (`[^\s\p{L}\p{N}]`; marks `\p{M}` and controls are here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Class {
+pub(crate) enum Class {
     Letter,
     Number,
     Space,
@@ -151,7 +63,7 @@ enum Class {
 
 /// The class of every code point, taken from regex-syntax (the tables fancy-regex uses),
 /// so the scanner and the regex agree on every Unicode version the crate ships.
-struct ClassTable {
+pub(crate) struct ClassTable {
     ascii: [Class; 128],
     /// The classes of U+0000..U+07FF (the two-byte characters: Latin, Greek, Cyrillic,
     /// Hebrew, Arabic...), looked up directly.
@@ -162,7 +74,7 @@ struct ClassTable {
     blocks: Vec<[Class; 256]>,
 }
 
-fn class_table() -> &'static ClassTable {
+pub(crate) fn class_table() -> &'static ClassTable {
     static TABLE: OnceLock<ClassTable> = OnceLock::new();
     TABLE.get_or_init(ClassTable::build)
 }
@@ -218,7 +130,7 @@ impl ClassTable {
     /// The class and UTF-8 length of the character starting at byte `i` of `s` (valid
     /// UTF-8, `i` on a character boundary).
     #[inline(always)]
-    fn class_at(&self, s: &[u8], i: usize) -> (Class, usize) {
+    pub(crate) fn class_at(&self, s: &[u8], i: usize) -> (Class, usize) {
         let b0 = s[i];
         if b0 < 0x80 {
             return (self.ascii[b0 as usize], 1);
@@ -387,90 +299,11 @@ fn ascii_digit_bytes(x: u64) -> u64 {
     at_least_0 & !above_9 & !x & HIGH_BITS
 }
 
-/// A piece of text after splitting on special tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Segment<'t> {
-    /// Ordinary text between special tokens (never empty).
-    Text(&'t str),
-    /// The special token with this index (in the order the tokens were given).
-    Special(usize),
-}
-
-/// Finds special tokens in text; when two overlap, the longest one that starts first wins.
-#[derive(Debug, Clone)]
-pub struct SpecialTokens {
-    tokens: Vec<String>,
-    matcher: Option<AhoCorasick>,
-}
-
-impl SpecialTokens {
-    /// Validate the tokens: none empty ([`Error::EmptySpecialToken`]), none twice
-    /// ([`Error::DuplicateSpecialToken`]).
-    pub fn new<S: AsRef<str>>(tokens: &[S]) -> Result<Self> {
-        let mut seen = std::collections::HashSet::new();
-        let mut owned = Vec::with_capacity(tokens.len());
-        for t in tokens {
-            let t = t.as_ref();
-            if t.is_empty() {
-                return Err(Error::EmptySpecialToken);
-            }
-            if !seen.insert(t) {
-                return Err(Error::DuplicateSpecialToken(t.to_owned()));
-            }
-            owned.push(t.to_owned());
-        }
-        let matcher = if owned.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(&owned)
-                    .map_err(|e| Error::BadModel(format!("special tokens: {e}")))?,
-            )
-        };
-        Ok(SpecialTokens {
-            tokens: owned,
-            matcher,
-        })
-    }
-
-    /// The special tokens, in the order given.
-    pub fn tokens(&self) -> &[String] {
-        &self.tokens
-    }
-
-    /// Whether there are no special tokens (then [`SpecialTokens::for_each`] yields the
-    /// whole text as one segment).
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
-    /// Call `f` on each segment of `text`, in order.
-    pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(Segment<'t>)) {
-        let Some(matcher) = &self.matcher else {
-            if !text.is_empty() {
-                f(Segment::Text(text));
-            }
-            return;
-        };
-        let mut start = 0;
-        for m in matcher.find_iter(text) {
-            if m.start() > start {
-                f(Segment::Text(&text[start..m.start()]));
-            }
-            f(Segment::Special(m.pattern().as_usize()));
-            start = m.end();
-        }
-        if start < text.len() {
-            f(Segment::Text(&text[start..]));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pretokenize::{Pretokenizer, GPT2_PATTERN};
+    use fancy_regex::Regex;
 
     fn scanned(text: &str) -> Vec<&str> {
         gpt2_pretokens(text).collect()
@@ -628,57 +461,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn pretokenizer_picks_the_scanner_for_the_gpt2_pattern_only() {
-        assert!(Pretokenizer::new(GPT2_PATTERN).unwrap().uses_scanner());
-        assert!(Pretokenizer::gpt2().uses_scanner());
-        assert!(!Pretokenizer::regex_only(GPT2_PATTERN)
-            .unwrap()
-            .uses_scanner());
-        let words = Pretokenizer::new(r"\w+").unwrap();
-        assert!(!words.uses_scanner());
-        let mut out = Vec::new();
-        words.for_each("ab, cd", |p| out.push(p)).unwrap();
-        assert_eq!(out, ["ab", "cd"]);
-    }
-
-    #[test]
-    fn longest_special_token_wins() {
-        let st = SpecialTokens::new(&["<|endoftext|>", "<|endoftext|><|endoftext|>"]).unwrap();
-        let mut segs = Vec::new();
-        st.for_each("a<|endoftext|><|endoftext|>b<|endoftext|>", |s| {
-            segs.push(s)
-        });
-        assert_eq!(
-            segs,
-            [
-                Segment::Text("a"),
-                Segment::Special(1),
-                Segment::Text("b"),
-                Segment::Special(0)
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_special_tokens_are_errors() {
-        assert!(matches!(
-            SpecialTokens::new(&[""]),
-            Err(Error::EmptySpecialToken)
-        ));
-        assert!(matches!(
-            SpecialTokens::new(&["<a>", "<a>"]),
-            Err(Error::DuplicateSpecialToken(_))
-        ));
-    }
-
-    #[test]
-    fn bad_pattern_is_an_error() {
-        assert!(matches!(
-            Pretokenizer::new("(unclosed"),
-            Err(Error::BadPattern { .. })
-        ));
     }
 }

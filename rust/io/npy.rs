@@ -76,13 +76,9 @@ impl NpyWriter {
         })
     }
 
-    /// Number of elements written so far.
-    pub fn len(&self) -> u64 {
+    /// Number of ids written so far.
+    pub fn ids_written(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Append `ids`. With `uint16`, every id must be below 65536 (the caller picks the

@@ -1,0 +1,473 @@
+//! The incremental BPE trainer.
+//!
+//! Input: each distinct pretoken with its count ([`counts`]). Each pretoken becomes a
+//! *word* of token ids, initially its bytes, stored in blocks ([`words`]). The trainer keeps
+//! - the count of every adjacent pair, weighted by word counts,
+//! - an index pair -> the blocks that contain (or once contained) it ([`pairs`]),
+//! - a max-heap of (count, pair) ordered by count, then (left bytes, right bytes)
+//!   ([`queue`]).
+//!
+//! Each step pops the best pair; a stale heap entry (its count has dropped since it was
+//! pushed) is pushed back with the current count. Merging a pair only visits the blocks
+//! in its index entry, and [`Words::merge_pair`] reports how the counts of the
+//! neighbouring pairs change, so no step rescans the corpus, and a long word costs at most
+//! a block's length per occurrence of the pair.
+
+use std::path::PathBuf;
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{try_reserve, try_reserve_map, Error, Result};
+use crate::pool::pool;
+use crate::pretokenize::{Pretokenizer, SpecialTokens};
+use crate::progress::Progress;
+
+pub mod counts;
+pub mod pairs;
+pub mod queue;
+pub mod words;
+
+pub use counts::{Chunking, Counts, PretokenCounter};
+use pairs::initial_pairs;
+use queue::Queue;
+use words::{Pair, Words};
+
+/// Everything that defines a training run except the input.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Final vocabulary size: 256 bytes + merges + special tokens.
+    pub vocab_size: usize,
+    pub special_tokens: Vec<String>,
+    pub pattern: String,
+    /// Threads for counting (all cores when `None`).
+    pub num_threads: Option<usize>,
+    pub chunking: Chunking,
+    /// No merge creates a token longer than this many bytes (no limit when `None`).
+    pub max_token_length: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Check the configuration and return an empty counter for it, with the number of
+    /// merges to learn.
+    pub fn counter(&self) -> Result<(PretokenCounter, usize)> {
+        let specials = SpecialTokens::new(&self.special_tokens)?;
+        let num_merges = merges_for(self.vocab_size, specials.tokens().len())?;
+        let pretokenizer = Pretokenizer::new(&self.pattern)?;
+        let counter =
+            PretokenCounter::new(pretokenizer, specials, self.num_threads, self.chunking)?;
+        Ok((counter, num_merges))
+    }
+}
+
+/// What training learned: the bytes of every token (the 256 bytes, then one per merge)
+/// and the merges as token-id pairs, in creation order (merge `i` creates id `256 + i`).
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub tokens: Vec<Vec<u8>>,
+    pub merges: Vec<Pair>,
+}
+
+impl Trained {
+    /// The merges as the bytes of their two tokens.
+    pub fn merge_bytes(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.merges
+            .iter()
+            .map(|&(a, b)| {
+                let token = |id: u32| self.tokens[id as usize].to_vec();
+                (token(a), token(b))
+            })
+            .collect()
+    }
+}
+
+/// Train on the concatenation of the files at `paths` (each file is its own document:
+/// no pretoken spans two files).
+pub fn train_files(
+    paths: &[PathBuf],
+    config: &TrainConfig,
+    progress: &Progress,
+) -> Result<Trained> {
+    let (counter, num_merges) = config.counter()?;
+    for path in paths {
+        counter.count_file(path, progress)?;
+    }
+    let counts = counter.finish()?;
+    train_counts(
+        counts,
+        num_merges,
+        config.max_token_length,
+        config.num_threads,
+        progress,
+    )
+}
+
+/// Learn up to `num_merges` merges from pretoken counts (consumed, so their memory is
+/// freed as the words are built).
+pub fn train_counts(
+    counts: Counts,
+    num_merges: usize,
+    max_token_length: Option<usize>,
+    num_threads: Option<usize>,
+    progress: &Progress,
+) -> Result<Trained> {
+    progress.report(|| format!("counted {} distinct pretokens", counts.len()));
+    let mut words = Words::default();
+    for (i, (pretoken, count)) in counts.into_iter().enumerate() {
+        if pretoken.len() >= 2 {
+            words.push(pretoken.as_bytes(), count)?;
+        }
+        if i % 4096 == 0 {
+            progress.poll()?;
+        }
+    }
+    train(words, num_merges, max_token_length, num_threads, progress)
+}
+
+/// Learn up to `num_merges` merges from `(pretoken bytes, count)` pairs (for tests).
+pub fn train_words<'a>(
+    pretokens: impl IntoIterator<Item = (&'a [u8], u64)>,
+    num_merges: usize,
+    max_token_length: Option<usize>,
+) -> Result<Trained> {
+    let mut words = Words::default();
+    for (bytes, count) in pretokens {
+        if bytes.len() >= 2 {
+            words.push(bytes, count)?;
+        }
+    }
+    train(
+        words,
+        num_merges,
+        max_token_length,
+        Some(2),
+        &Progress::silent(),
+    )
+}
+
+/// Blocks whose headers are loaded together before they are merged (see [`train`]).
+const BATCH: usize = 32;
+
+const NO_BLOCK: u32 = u32::MAX;
+
+/// One merge step's change to a pair: its count, and the first and last entry of its
+/// chain of blocks in the step's `formed` list (`NO_BLOCK` when empty).
+#[derive(Debug, Clone, Copy)]
+struct Delta {
+    change: i64,
+    head: u32,
+    tail: u32,
+}
+
+/// Record that pair `p` changed by `change` in `block` (where it formed, if positive).
+fn record(
+    deltas: &mut FxHashMap<Pair, Delta>,
+    formed: &mut Vec<(u32, u32)>,
+    p: Pair,
+    change: i64,
+    block: u32,
+) -> Result<()> {
+    if deltas.len() == deltas.capacity() {
+        try_reserve_map(deltas, deltas.len().max(16))?;
+    }
+    let delta = deltas.entry(p).or_insert(Delta {
+        change: 0,
+        head: NO_BLOCK,
+        tail: NO_BLOCK,
+    });
+    delta.change += change;
+    if change > 0 && (delta.tail == NO_BLOCK || formed[delta.tail as usize].0 != block) {
+        if formed.len() == formed.capacity() {
+            try_reserve(formed, formed.len().max(16))?;
+        }
+        let link = formed.len() as u32;
+        formed.push((block, NO_BLOCK));
+        match delta.tail {
+            NO_BLOCK => delta.head = link,
+            tail => formed[tail as usize].1 = link,
+        }
+        delta.tail = link;
+    }
+    Ok(())
+}
+
+/// The number of merges that `vocab_size` leaves room for, after the 256 byte tokens and
+/// `num_special` special tokens; [`Error::VocabTooSmall`] if it cannot hold those.
+pub fn merges_for(vocab_size: usize, num_special: usize) -> Result<usize> {
+    let minimum = 256 + num_special;
+    vocab_size.checked_sub(minimum).ok_or(Error::VocabTooSmall {
+        vocab_size,
+        minimum,
+    })
+}
+
+/// Learn up to `num_merges` merges from `words`. Stops early when no pair is left (or
+/// none makes a token of at most `max_token_length` bytes). `progress` is polled between
+/// merges and within long ones.
+fn train(
+    mut words: Words,
+    num_merges: usize,
+    max_token_length: Option<usize>,
+    num_threads: Option<usize>,
+    progress: &Progress,
+) -> Result<Trained> {
+    progress.check()?;
+    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    // Ids are u32 (the corpus runs out of pairs long before this bound).
+    let num_merges = num_merges.min(u32::MAX as usize - 256);
+    let mut pairs = initial_pairs(&words, &*pool(num_threads)?)?;
+    progress.check()?;
+    let fits = |pair: Pair, tokens: &[Vec<u8>]| {
+        max_token_length.map_or(true, |max| {
+            tokens[pair.0 as usize].len() + tokens[pair.1 as usize].len() <= max
+        })
+    };
+    let mut queue = Queue::default();
+    queue.reserve(pairs.num_pairs())?;
+    for (pair, info) in pairs.iter() {
+        if fits(pair, &tokens) {
+            queue.push(info.count as u64, pair, &tokens)?;
+        }
+    }
+    progress.report(|| {
+        format!(
+            "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
+            words.blocks().len(),
+            pairs.num_pairs()
+        )
+    });
+
+    let mut merges = Vec::new();
+    try_reserve(&mut merges, num_merges.min(1 << 20))?;
+    // The changes of one merge step: per pair, the count change and the chain (in
+    // `formed`) of the blocks where it formed, for the pair table.
+    let mut deltas: FxHashMap<Pair, Delta> = FxHashMap::default();
+    let mut formed: Vec<(u32, u32)> = Vec::new();
+    while merges.len() < num_merges {
+        progress.poll()?;
+        let Some((count, pair)) = queue.pop(&tokens) else {
+            break;
+        };
+        let current = pairs.get(&pair).map_or(0, |info| info.count);
+        if current <= 0 {
+            continue;
+        }
+        if current as u64 != count {
+            // Stale: counts only fall, so re-queue with the current count.
+            queue.push(current as u64, pair, &tokens)?;
+            continue;
+        }
+
+        let new_id = tokens.len() as u32;
+        let (left, right) = (&tokens[pair.0 as usize], &tokens[pair.1 as usize]);
+        let mut token = Vec::new();
+        try_reserve(&mut token, left.len() + right.len())?;
+        token.extend_from_slice(left);
+        token.extend_from_slice(right);
+        try_reserve(&mut tokens, 1)?;
+        tokens.push(token);
+        try_reserve(&mut merges, 1)?;
+        merges.push(pair);
+
+        deltas.clear();
+        formed.clear();
+        let blocks = match pairs.remove(&pair)? {
+            Some(info) => info.blocks.into_sorted()?,
+            None => Vec::new(),
+        };
+        let mut failed = None;
+        for batch in blocks.chunks(BATCH) {
+            progress.poll()?;
+            // Read the counts of a batch of blocks first: independent loads, so their cache
+            // misses overlap instead of stalling one merge after another.
+            let mut counts = [0i64; BATCH];
+            for (count, &w) in counts.iter_mut().zip(batch) {
+                *count = words.count(w) as i64;
+            }
+            for (&w, &count) in batch.iter().zip(&counts) {
+                words.merge_pair(w, pair, new_id, |block, p, d| {
+                    // The merged pair itself leaves the table below.
+                    if p != pair {
+                        if let Err(e) = record(&mut deltas, &mut formed, p, d * count, block) {
+                            failed = Some(e);
+                        }
+                    }
+                });
+            }
+            if let Some(e) = failed.take() {
+                return Err(e);
+            }
+        }
+        queue.reserve(deltas.len())?;
+        for (&p, delta) in &deltas {
+            if delta.change == 0 && delta.head == NO_BLOCK {
+                continue;
+            }
+            let info = pairs.get_or_add(p)?;
+            info.count += delta.change;
+            if info.count <= 0 {
+                // Gone from every word: drop its stale block list too.
+                pairs.remove(&p)?;
+                continue;
+            }
+            let mut link = delta.head;
+            while link != NO_BLOCK {
+                let (block, next) = formed[link as usize];
+                info.blocks.push(block)?;
+                link = next;
+            }
+            // Only pairs with the new token can gain: they are new, so queue them.
+            if delta.change > 0 && fits(p, &tokens) {
+                queue.push(info.count as u64, p, &tokens)?;
+            }
+        }
+        pairs.remove(&pair)?;
+        if merges.len() % 1000 == 0 {
+            progress.report(|| format!("merges: {}/{num_merges}", merges.len()));
+        }
+    }
+    progress.report(|| {
+        format!(
+            "done: {} merges ({} distinct pairs left)",
+            merges.len(),
+            pairs.num_pairs()
+        )
+    });
+    Ok(Trained { tokens, merges })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(trained: &Trained) -> Vec<String> {
+        trained
+            .merge_bytes()
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "{} {}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(b)
+                )
+            })
+            .collect()
+    }
+
+    fn run(words: &[(&[u8], u64)], num_merges: usize) -> Vec<String> {
+        names(&train_words(words.iter().copied(), num_merges, None).unwrap())
+    }
+
+    #[test]
+    fn ties_go_to_the_greater_byte_pair() {
+        // (b, a) and (a, b) both occur once: the greater pair (b"b", b"a") wins.
+        assert_eq!(run(&[(b"ab", 1), (b"ba", 1)], 1), ["b a"]);
+        // After "a a" -> id 256, (b"aa", b"c") and (b"b", b"c") tie at 1: compared by bytes
+        // "b c" wins, although a comparison by token id would pick (256, 99).
+        assert_eq!(
+            run(&[(b"aa", 10), (b"aac", 1), (b"bc", 1)], 2),
+            ["a a", "b c"]
+        );
+    }
+
+    #[test]
+    fn handout_example() {
+        let words: &[(&[u8], u64)] = &[(b"low", 5), (b"lower", 2), (b"widest", 3), (b"newest", 6)];
+        assert_eq!(
+            run(words, 12),
+            [
+                "s t", "e st", "o w", "l ow", "w est", "n e", "ne west", "w i", "wi d", "wid est",
+                "low e", "lowe r"
+            ]
+        );
+    }
+
+    #[test]
+    fn stops_when_no_pair_is_left() {
+        assert_eq!(run(&[(b"abc", 1), (b"x", 7)], 100), ["b c", "a bc"]);
+        assert!(run(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn max_token_length_bounds_every_token() {
+        let a = "a".repeat(1000);
+        let all = train_words([(a.as_bytes(), 1)], 100, None).unwrap();
+        assert!(all.tokens.iter().any(|t| t.len() > 100));
+        let bounded = train_words([(a.as_bytes(), 1)], 100, Some(8)).unwrap();
+        assert_eq!(names(&bounded), ["a a", "aa aa", "aaaa aaaa"]);
+        assert!(train_words([(a.as_bytes(), 1)], 100, Some(1))
+            .unwrap()
+            .merges
+            .is_empty());
+    }
+
+    /// The reference: recount every pair of every word after each merge.
+    fn naive(words: &[(Vec<u8>, u64)], num_merges: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut words: Vec<(Vec<Vec<u8>>, u64)> = words
+            .iter()
+            .map(|(w, c)| (w.iter().map(|&b| vec![b]).collect(), *c))
+            .collect();
+        let mut merges = Vec::new();
+        for _ in 0..num_merges {
+            let mut counts: FxHashMap<(Vec<u8>, Vec<u8>), u64> = FxHashMap::default();
+            for (w, c) in &words {
+                for p in w.windows(2) {
+                    *counts.entry((p[0].clone(), p[1].clone())).or_default() += c;
+                }
+            }
+            let Some((best, _)) = counts
+                .into_iter()
+                .max_by(|x, y| (x.1, &x.0).cmp(&(y.1, &y.0)))
+            else {
+                break;
+            };
+            for (w, _) in &mut words {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < w.len() {
+                    if i + 1 < w.len() && (&w[i], &w[i + 1]) == (&best.0, &best.1) {
+                        out.push([&w[i][..], &w[i + 1][..]].concat());
+                        i += 2;
+                    } else {
+                        out.push(w[i].clone());
+                        i += 1;
+                    }
+                }
+                *w = out;
+            }
+            merges.push(best);
+        }
+        merges
+    }
+
+    #[test]
+    fn long_words_across_blocks_train_like_the_reference() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut rand = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..40 {
+            let alphabet = 2 + round % 3;
+            let words: Vec<(Vec<u8>, u64)> = (0..1 + rand() % 3)
+                .map(|_| {
+                    let len = 2 + (rand() % 300) as usize;
+                    let w = (0..len).map(|_| b'a' + (rand() % alphabet) as u8).collect();
+                    (w, 1 + rand() % 3)
+                })
+                .collect();
+            let ours = train_words(words.iter().map(|(w, c)| (&w[..], *c)), 60, None).unwrap();
+            assert_eq!(ours.merge_bytes(), naive(&words, 60), "round {round}");
+        }
+    }
+
+    #[test]
+    fn vocab_too_small_is_an_error() {
+        assert_eq!(merges_for(300, 2).unwrap(), 42);
+        assert!(matches!(
+            merges_for(257, 2),
+            Err(Error::VocabTooSmall { minimum: 258, .. })
+        ));
+    }
+}

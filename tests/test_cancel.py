@@ -1,0 +1,99 @@
+"""Ctrl-C works in every long entry point of the core: SIGINT (sent by a timer thread of the
+child process itself) stops encode, encode_iterable, encode_batch, encode_file (threaded or
+not), and training from a file or an iterator within about a second, with the exception the
+signal handler raised (KeyboardInterrupt, or SystemExit from a custom handler) and no output
+file. Each case runs in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+CHILD = """
+import json, os, signal, sys, threading, time
+from cs336 import BPETrainer, Tokenizer, train_bpe
+
+TABLE = bytes(32 if i % 7 == 0 else 97 + i % 26 for i in range(256))
+
+def words(n):
+    # n bytes of random lowercase words: mostly distinct pretokens, slow to encode and count.
+    return os.urandom(n).translate(TABLE).decode()
+
+vocab = {i: bytes([i]) for i in range(256)}
+merges = [(bytes([a]), bytes([b])) for a in range(97, 123) for b in range(97, 123)]
+for a, b in merges:
+    vocab[len(vocab)] = a + b
+tok = Tokenizer(vocab, merges)
+out = os.path.join(sys.argv[1], "ids.npy")
+path = os.path.join(sys.argv[1], "corpus.txt")
+if CASE in ("file", "file_threads", "train", "exit_train", "exit_file"):
+    with open(path, "w") as f:
+        f.write(words(40 << 20))
+big = words(40 << 20) if CASE in ("encode", "iterable", "batch") else ""
+if CASE.startswith("exit"):
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(7))
+work = {
+    "encode": lambda: tok.encode(big),
+    "iterable": lambda: sum(1 for _ in tok.encode_iterable([big])),
+    "batch": lambda: tok.encode_batch([big[i : i + 250_000] for i in range(0, len(big), 250_000)]),
+    "file": lambda: tok.encode_file(path, out),
+    "file_threads": lambda: tok.encode_file(path, out, num_threads=2),
+    "exit_file": lambda: tok.encode_file(path, out, num_threads=2),
+    "train": lambda: train_bpe(path, 20000),
+    "iterator": lambda: BPETrainer(20000).train_from_iterator(words(1 << 20) for _ in range(60)),
+    "exit_train": lambda: train_bpe(path, 20000),
+}[CASE]
+sent = []
+def interrupt():
+    sent.append(time.perf_counter())
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Timer(DELAY, interrupt).start()
+try:
+    work()
+    outcome = "finished"
+except BaseException as e:
+    outcome = type(e).__name__ + (f"({e.code})" if isinstance(e, SystemExit) else "")
+latency = time.perf_counter() - sent[0] if sent else None
+print(json.dumps({"outcome": outcome, "latency": latency, "output": os.path.exists(out)}))
+"""
+
+
+def run(case: str, tmp_path, delay: float = 0.5) -> dict:
+    code = f"CASE = {case!r}\nDELAY = {delay}\n" + textwrap.dedent(CHILD)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", ["encode", "iterable", "batch", "file", "file_threads", "train", "iterator"]
+)
+def test_ctrl_c_stops_every_entry_point_within_a_second(case, tmp_path):
+    result = run(case, tmp_path)
+    assert result["outcome"] == "KeyboardInterrupt", result
+    # About a second at most (generous: the machine may be loaded).
+    assert result["latency"] < 3, result
+    assert not result["output"], "a partial output file was left"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["exit_file", "exit_train"])
+def test_the_handlers_own_exception_comes_out_unchanged(case, tmp_path):
+    result = run(case, tmp_path)
+    assert result["outcome"] == "SystemExit(7)", result
+    assert result["latency"] < 3, result
+    assert not result["output"]
