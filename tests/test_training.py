@@ -343,7 +343,7 @@ def test_compile_path_trains_and_saves_the_unwrapped_model(tmp_path, monkeypatch
 
     def eager_compile(model, **kwargs):
         calls.append(model)
-        return real(model, backend="eager", **kwargs)
+        return real(model, **{**kwargs, "backend": "eager"})
 
     monkeypatch.setattr(torch, "compile", eager_compile)
     plain = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
