@@ -19,7 +19,7 @@ CONFIGS = sorted(ROOT.glob("*/*.toml"))
 EXPECTED = {
     "2024": {
         "tinystories", "owt", "lr_sweep", "batch_size_sweep", "parallel_layers", "no_rmsnorm",
-        "post_norm",
+        "post_norm", "gpt2_small",
     },
     "2025": {
         "tinystories", "owt", "lr_sweep", "batch_size_sweep", "no_rmsnorm", "post_norm",
@@ -44,6 +44,9 @@ def test_full_size_2024_configs_are_the_handout_models():
     assert (base.model.ffn, base.model.position, base.model.d_ff) == ("gelu", "learned", 2048)
     assert base.data.batch_size * base.context_length * base.max_steps == 327_680_000
     assert _first("2024", "owt").model.vocab_size == 32000
+    small = _first("2024", "gpt2_small").model
+    assert (small.num_layers, small.d_model, small.num_heads, small.d_ff) == (12, 768, 12, 3072)
+    assert small.context_length == 1024
     lrs = [c.optim.lr for c in load_sweep(ROOT / "2024" / "lr_sweep.toml")]
     assert len(lrs) >= 5 and max(lrs) >= 0.1  # includes rates meant to diverge
     variants = {p: _first("2024", p).model for p in EXPECTED["2024"]}

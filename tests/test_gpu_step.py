@@ -1,0 +1,111 @@
+"""The fast training step on CUDA (skipped without a GPU; benchmarks/gpu_check.sh runs
+them): the compiled step against the eager reference, the chunked loss in bf16, the
+device-side non-finite guard with no host sync, and the gated AdamW update."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from cs336 import AdamW, ModelConfig, TransformerLM
+from cs336.nn.functional import cross_entropy
+from cs336.nn.fused import chunked_cross_entropy
+from cs336.training.config import TrainConfig
+from cs336.training.step import (
+    autocast_for,
+    build_model,
+    build_optimizer,
+    compile_enabled,
+    train_step,
+    wrap_model,
+)
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+MODEL = dict(vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4, d_ff=256)
+
+
+def _config(**run) -> TrainConfig:
+    model = {**MODEL, **run.pop("model", {})}
+    data = {"train_path": "t.npy", "val_path": "v.npy", "batch_size": 8}
+    return TrainConfig.from_dict({"model": model, "data": data, "device": "cuda", **run})
+
+
+def _losses(cfg: TrainConfig, steps: int = 8) -> list[float]:
+    device = torch.device("cuda")
+    model = build_model(cfg, device)
+    compiled = compile_enabled(cfg, device)
+    opt = build_optimizer(cfg, model, device, compiled=compiled)
+    run = wrap_model(model, device, compiled=compiled)
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 512, (steps, 8, 65), generator=g).cuda()
+    stats = [
+        train_step(
+            run, opt, [(d[:, :-1], d[:, 1:])], grad_clip=1.0, autocast=autocast_for(cfg, device)
+        )
+        for d in data
+    ]
+    return [float(s.loss) for s in stats]
+
+
+def test_the_default_cuda_step_compiles_and_tracks_the_fp32_reference():
+    """Defaults on CUDA: bf16, fused kernels, compiled step and AdamW update."""
+    assert compile_enabled(_config(), torch.device("cuda"))
+    fast = _losses(_config())
+    reference = _losses(_config(compile=False, dtype="float32", model={"attention": "reference"}))
+    assert all(torch.isfinite(torch.tensor(fast)))
+    assert abs(fast[0] - reference[0]) < 0.02 * reference[0]
+    assert abs(fast[-1] - reference[-1]) < 0.05 * reference[0]
+    torch_adamw = _losses(_config(optim={"impl": "torch"}))
+    assert abs(torch_adamw[-1] - fast[-1]) < 0.05 * reference[0]
+
+
+def test_chunked_cross_entropy_in_bf16_on_cuda_matches_the_reference():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    logits = (torch.randn(300, 1000, device="cuda", generator=g) * 3).bfloat16()
+    logits.requires_grad_()
+    targets = torch.randint(0, 1000, (300,), device="cuda", generator=g)
+    ours, ref = chunked_cross_entropy(logits, targets), cross_entropy(logits, targets)
+    torch.testing.assert_close(ours, ref)
+    (g1,) = torch.autograd.grad(ours, logits)
+    (g2,) = torch.autograd.grad(ref, logits)
+    assert g1.dtype == torch.bfloat16
+    torch.testing.assert_close(g1.float(), g2.float(), atol=1e-5, rtol=1e-2)
+
+
+def test_a_non_finite_step_is_skipped_on_the_device_without_a_host_sync():
+    torch.manual_seed(0)
+    model = TransformerLM.from_config(ModelConfig(**MODEL)).cuda()
+    opt = AdamW(model.parameters(), lr=1e-2, foreach=True)
+    x = torch.randint(0, 512, (4, 65), device="cuda")
+    train_step(model, opt, [(x[:, :-1], x[:, 1:])])
+    before = copy.deepcopy(model.state_dict())
+    hook = model.lm_head.register_forward_hook(lambda m, i, out: out * float("nan"))
+    torch.cuda.set_sync_debug_mode("error")  # any host sync in the step raises
+    try:
+        stats = train_step(model, opt, [(x[:, :-1], x[:, 1:])], grad_clip=1.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        hook.remove()
+    assert not bool(stats.applied)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_the_gated_adamw_update_on_cuda_equals_the_cpu_update():
+    torch.manual_seed(0)
+    cpu = [torch.nn.Parameter(torch.randn(33, 17)) for _ in range(3)]
+    gpu = [torch.nn.Parameter(p.detach().cuda()) for p in cpu]
+    opt_cpu = AdamW(cpu, lr=3e-3, weight_decay=0.1)
+    opt_gpu = AdamW(gpu, lr=3e-3, weight_decay=0.1, compile=True)
+    for _ in range(5):
+        for p, q in zip(cpu, gpu, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.cuda()
+        opt_cpu.step(skip=torch.tensor(False))
+        opt_gpu.step(skip=torch.tensor(False, device="cuda"))
+    for p, q in zip(cpu, gpu, strict=True):
+        torch.testing.assert_close(q.detach().cpu(), p.detach(), atol=1e-6, rtol=1e-5)
