@@ -9,7 +9,11 @@ HELP = "sample text from a trained checkpoint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by cs336 train")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint.pt written by cs336 train, or a model.safetensors weights file",
+    )
     parser.add_argument(
         "--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt)"
     )
