@@ -192,8 +192,11 @@ def test_auto_tokenizer_encodes_whitespace_like_ours(gpt2_export, text):
 def test_bfloat16_export_loads_in_bfloat16(tmp_path, tokenizer):
     model = llama_shaped()
     out = to_hf(model, tmp_path / "bf16", tokenizer=tokenizer, dtype="bfloat16")
-    lm = load_hf(out)
-    assert lm.model.embed_tokens.weight.dtype == torch.bfloat16
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    lm = load_hf(out)  # in bfloat16 (transformers 5) or upcast to float32 (4)
     ids = torch.randint(0, VOCAB, (1, CTX))
     with torch.no_grad():
         assert torch.allclose(lm(ids).logits.float(), model(ids), atol=0.5)
@@ -276,7 +279,9 @@ def random_llama(tmp_path, **options):
     """A random LlamaForCausalLM saved by transformers itself, and its directory."""
     fields = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2)
     fields.update(num_attention_heads=4, max_position_embeddings=CTX, rms_norm_eps=1e-5)
-    fields.update(rope_parameters={"rope_type": "default", "rope_theta": 300.0}, **options)
+    # RoPE's base as transformers 5 (rope_parameters) and 4 (rope_theta) take it
+    fields.update(rope_parameters={"rope_type": "default", "rope_theta": 300.0}, rope_theta=300.0)
+    fields.update(options)
     torch.manual_seed(0)
     lm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields)).eval()
     randomize_norms(lm)
@@ -357,6 +362,7 @@ def llama_dir(tmp_path_factory):
         ({"sliding_window": 16}, "sliding_window=16"),
         ({"quantization_config": {"quant_method": "gptq"}}, "quantization_config"),
         ({"rms_norm_eps": 1e-6}, "rms_norm_eps=1e-06 (cs336's RMSNorm uses eps=1e-05)"),
+        ({"rope_theta": 1e4}, "rope_theta=10000.0 and rope_parameters' rope_theta=300.0 differ"),
     ],
 )
 def test_unsupported_llama_features_raise_naming_them(tmp_path, llama_dir, change, message):

@@ -274,7 +274,8 @@ def check_importable(config: dict[str, Any], *, rms_norm_eps: float) -> None:
     ``config`` that cs336's model does not compute exactly: another architecture, biases,
     another activation, RoPE scaling or partial rotation, a sliding window, a head_dim
     other than hidden_size / num_attention_heads, a num_key_value_heads that does not
-    divide the heads, quantization, or an RMSNorm eps other than ``rms_norm_eps`` (cs336's)."""
+    divide the heads, quantization, two different RoPE thetas, or an RMSNorm eps other
+    than ``rms_norm_eps`` (cs336's)."""
     kind = config.get("model_type")
     if kind != "llama":
         raise ValueError(
@@ -315,6 +316,12 @@ def check_importable(config: dict[str, Any], *, rms_norm_eps: float) -> None:
         problems.append(f"sliding_window={config.get('sliding_window')} (cs336 attends to all)")
     if config.get("quantization_config"):
         problems.append("quantization_config (a quantized checkpoint)")
+    theta = (config.get("rope_parameters") or {}).get("rope_theta")
+    if theta is not None and config.get("rope_theta") not in (None, theta):
+        problems.append(
+            f"rope_theta={config['rope_theta']} and rope_parameters' rope_theta={theta} differ "
+            "(transformers 4 reads one, 5 the other)"
+        )
     eps = config.get("rms_norm_eps", 1e-6)
     if eps != rms_norm_eps:
         problems.append(f"rms_norm_eps={eps} (cs336's RMSNorm uses eps={rms_norm_eps})")
