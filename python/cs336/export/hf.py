@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cs336._files import _umask
 from cs336.export.llama import (
     check_exportable,
     check_importable,
@@ -80,6 +81,7 @@ def to_hf(
             tokenizer has ids the model does not know, or ``dtype`` is unknown.
         FileExistsError: ``out_dir`` exists and is not empty, without ``overwrite``.
         FileNotFoundError: the checkpoint or the tokenizer directory is missing.
+        TypeError: ``model`` is not a TransformerLM.
         RuntimeError: safetensors is not installed.
     """
     from cs336.generation import load_model
@@ -90,7 +92,9 @@ def to_hf(
     if not isinstance(model, torch.nn.Module):
         model = load_model(model)
     model = unwrap_model(model)
-    cfg: ModelConfig = model.config
+    if not isinstance(model, TransformerLM):
+        raise TypeError(f"to_hf exports a cs336 TransformerLM, got {type(model).__name__}")
+    cfg = model.config
     check_exportable(cfg)
     if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
         tokenizer = Tokenizer.from_dir(tokenizer)
@@ -172,12 +176,6 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------------

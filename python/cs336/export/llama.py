@@ -198,7 +198,6 @@ def hf_config(
         "rms_norm_eps": rms_norm_eps,
         "rope_theta": float(cfg.rope_theta),
         "rope_parameters": {"rope_type": "default", "rope_theta": float(cfg.rope_theta)},
-        "rope_scaling": None,
         "attention_bias": False,
         "attention_dropout": float(cfg.attn_pdrop),
         "mlp_bias": False,
