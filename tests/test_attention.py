@@ -111,10 +111,10 @@ def _torch_attention(attn, x, positions=None, theta=10000.0):
     return reference_attention(attn.state_dict(), "", x, attn.num_heads, positions, theta)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_attention_matches_torch_causal_attention(fused):
+@pytest.mark.parametrize("kernels", ["reference", "fused", "auto"])
+def test_attention_matches_torch_causal_attention(kernels):
     torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 4, fused=fused)
+    attn = MultiHeadSelfAttention(16, 4, kernels=kernels)
     x = torch.randn(3, 7, 16, requires_grad=True)
     ours, theirs = attn(x), _torch_attention(attn, x)
     torch.testing.assert_close(ours, theirs)
@@ -124,13 +124,13 @@ def test_attention_matches_torch_causal_attention(fused):
     )
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("kernels", ["reference", "fused", "auto"])
 @pytest.mark.parametrize(
     ("x_lead", "pos_shape"), [((3,), (3, 7)), ((2, 3), (2, 3, 7)), ((3,), (7,))]
 )
-def test_rope_attention_matches_torch_for_token_positions_of_any_shape(fused, x_lead, pos_shape):
+def test_rope_attention_matches_torch_for_token_positions_of_any_shape(kernels, x_lead, pos_shape):
     torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 4, max_seq_len=32, theta=10000.0, fused=fused)
+    attn = MultiHeadSelfAttention(16, 4, max_seq_len=32, theta=10000.0, kernels=kernels)
     attn.double()
     x = torch.randn(*x_lead, 7, 16, dtype=torch.float64, requires_grad=True)
     positions = torch.randint(0, 32, pos_shape)

@@ -199,7 +199,7 @@ def test_a_model_table_may_name_a_preset(tmp_path):
 
 
 def test_compile_backend_is_aot_eager_on_mps_only():
-    from cs336.training.config import compile_backend
+    from cs336.training.step import compile_backend
 
     assert compile_backend("mps") == "aot_eager"
     assert {compile_backend(d) for d in ("cpu", "cuda")} == {"inductor"}

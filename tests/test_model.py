@@ -139,11 +139,51 @@ def test_kv_cache_decoding_equals_full_recomputation(kw):
     torch.testing.assert_close(model(x[:, :3], kv_cache=cache), full[:, :3])
 
 
-def test_fused_attention_equals_reference():
-    ref, fused = _model(), _model(attention="fused")
-    fused.load_state_dict(ref.state_dict())
+@pytest.mark.parametrize("kernels", ["auto", "fused"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"ffn": "swiglu", "position": "rope"}, {"ffn": "silu", "norm": "post"}, PRESET_2025],
+    ids=["2024", "swiglu-rope", "silu-post", "2025"],
+)
+def test_fast_kernels_equal_the_reference_path(kernels, kw):
+    """The default kernels (auto) and fused ones against the handout's code: logits, the
+    loss with targets, and every parameter's gradient (float64, so only the math counts)."""
+    ref = _model(**kw, attention="reference").double()
+    fast = _model(**kw, attention=kernels).double()
+    fast.load_state_dict(ref.state_dict())
     x = torch.randint(0, 50, (4, 16))
-    torch.testing.assert_close(fused(x), ref(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast(x), ref(x))
+    losses = [m(x, targets=x.roll(-1, 1)) for m in (ref, fast)]
+    torch.testing.assert_close(losses[1], losses[0])
+    for loss in losses:
+        loss.backward()
+    for (name, p), q in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_the_default_kernels_are_torchs_fused_ones():
+    """attention='auto' runs F.scaled_dot_product_attention, F.rms_norm, F.gelu and the
+    chunked cross-entropy (seen through the ops the profiler records), 'reference' none."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randint(0, 50, (2, 16))
+    ops = {}
+    for kernels in ("auto", "reference"):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            _model(attention=kernels)(x, targets=x).backward()
+        ops[kernels] = {e.key for e in prof.key_averages()}
+    fused = {"aten::scaled_dot_product_attention", "aten::rms_norm", "aten::gelu"}
+    assert fused <= ops["auto"] and not fused & ops["reference"]
+    assert any("ChunkedCrossEntropy" in k for k in ops["auto"])
+    # auto decodes with the reference attention after the prefill; fused keeps SDPA
+    for kernels, sdpa_in_decode in (("auto", False), ("fused", True)):
+        model = _model(attention=kernels).eval()
+        cache = model.init_kv_cache(2)
+        model(x[:, :8], kv_cache=cache)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(x[:, 8:9], kv_cache=cache)
+        keys = {e.key for e in prof.key_averages()}
+        assert ("aten::scaled_dot_product_attention" in keys) is sdpa_in_decode, kernels
 
 
 def test_forward_rejects_long_or_malformed_input():

@@ -1,10 +1,13 @@
 """Causal multi-head self-attention, rotary position embeddings (RoPE) and the KV cache
 of one attention layer.
 
-Reference path: projections are :class:`~cs336.nn.layers.Linear`, the math is
-:func:`~cs336.nn.functional.scaled_dot_product_attention`. ``fused=True`` (the model's
-``attention="fused"``) switches to PyTorch's ``F.scaled_dot_product_attention``, tested
-equal to the reference.
+Reference path (``kernels="reference"``): three :class:`~cs336.nn.layers.Linear`
+projections and :func:`~cs336.nn.functional.scaled_dot_product_attention`.
+``kernels="fused"`` computes q, k and v in one matmul (the three weights side by side;
+the parameters and their names are unchanged) and runs PyTorch's
+``F.scaled_dot_product_attention`` (flash / memory-efficient kernels); ``"auto"`` (what
+the model passes by default) does the same, except that KV-cache decoding steps run the
+reference attention. Tested equal to the reference.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F  # only for the explicit fused option
+from torch.nn import functional as F  # only for kernels="fused" / "auto"
 
-from cs336.nn.config import check_dropout
+from cs336.nn.config import check_dropout, fused_kernels
 from cs336.nn.functional import scaled_dot_product_attention
 from cs336.nn.layers import Device, Linear
 
@@ -158,8 +161,8 @@ class MultiHeadSelfAttention(nn.Module):
         max_seq_len, theta: give both to rotate queries and keys with a
             :class:`RotaryPositionalEmbedding` of its own.
         rope: an existing rotary embedding to use instead (e.g. one shared by all layers).
-        fused: use ``torch.nn.functional.scaled_dot_product_attention`` (flash /
-            memory-efficient kernels) instead of the reference implementation.
+        kernels: ``"reference"`` (default), ``"fused"`` or ``"auto"`` (see the module
+            docstring).
         device, dtype: of the parameters.
 
     Raises:
@@ -176,7 +179,7 @@ class MultiHeadSelfAttention(nn.Module):
         max_seq_len: int | None = None,
         theta: float | None = None,
         rope: RotaryPositionalEmbedding | None = None,
-        fused: bool = False,
+        kernels: str = "reference",
         device: Device = None,
         dtype: Any = None,
     ) -> None:
@@ -187,7 +190,8 @@ class MultiHeadSelfAttention(nn.Module):
         self.num_heads = num_heads
         self.d_k = d_model // num_heads
         self.attn_pdrop = attn_pdrop
-        self.fused = fused
+        self.fused = fused_kernels(kernels)  # one qkv matmul and torch's SDPA
+        self.reference_decode = kernels == "auto"  # ... but not for KV-cache steps
         self.q_proj = Linear(d_model, d_model, device, dtype)
         self.k_proj = Linear(d_model, d_model, device, dtype)
         self.v_proj = Linear(d_model, d_model, device, dtype)
@@ -225,9 +229,13 @@ class MultiHeadSelfAttention(nn.Module):
         """
         *lead, t, d_model = x.shape
         start = cache.length if cache is not None else 0
-        q = self._heads(self.q_proj(x))  # (..., H, T, d_k)
-        k = self._heads(self.k_proj(x))
-        v = self._heads(self.v_proj(x))
+        if self.fused:  # one (d_model -> 3 d_model) matmul instead of three
+            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            q, k, v = map(self._heads, (x @ w.T).split(d_model, dim=-1))  # (..., H, T, d_k)
+        else:
+            q = self._heads(self.q_proj(x))  # (..., H, T, d_k)
+            k = self._heads(self.k_proj(x))
+            v = self._heads(self.v_proj(x))
         if self.rope is not None:
             if token_positions is None:
                 positions = torch.arange(start, start + t, device=x.device)  # (T,)
@@ -238,13 +246,14 @@ class MultiHeadSelfAttention(nn.Module):
             k, v = cache.append(k, v)  # (B, H, start + T, d_k)
         p = self.attn_pdrop if self.training else 0.0
         k, v = k.to(q.dtype), v.to(q.dtype)  # a float32 cache under bf16 autocast
-        if start == 0 and self.fused:
+        fused = self.fused and not (start > 0 and self.reference_decode)
+        if start == 0 and fused:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
             # query i sits at position start + i and may see keys 0 ..= start + i
             key_pos = torch.arange(start + t, device=x.device)
             mask = key_pos[None, :] <= (key_pos[start:, None])  # (T, start + T)
-            if self.fused:
+            if fused:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             else:
                 out = scaled_dot_product_attention(q, k, v, mask, p)

@@ -76,15 +76,16 @@ class TransformerBlock(nn.Module):
             raise ValueError("parallel layers need norm='pre' or 'none', got 'post'")
         self.norm = norm
         self.parallel = parallel
+        kw: dict[str, Any] = {"device": device, "dtype": dtype, "kernels": attention}
         if norm != "none":
-            self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
+            self.ln1 = RMSNorm(d_model, **kw)
         self.attn = MultiHeadSelfAttention(
             d_model, num_heads, attn_pdrop, max_seq_len=max_seq_len, theta=theta, rope=rope,
-            fused=attention == "fused", device=device, dtype=dtype,
+            **kw,
         )  # fmt: skip
         if norm != "none":
-            self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
-        self.ffn = feed_forward(ffn, d_model, d_ff, device=device, dtype=dtype)
+            self.ln2 = RMSNorm(d_model, **kw)
+        self.ffn = feed_forward(ffn, d_model, d_ff, **kw)
         self.dropout = nn.Dropout(residual_pdrop)
 
     def _ln1(self, x: Tensor) -> Tensor:

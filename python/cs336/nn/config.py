@@ -30,6 +30,7 @@ __all__ = [
     "check_dropout",
     "check_variant",
     "default_d_ff",
+    "fused_kernels",
     "expand_preset",
 ]
 
@@ -44,13 +45,20 @@ __all__ = [
 #: - ``init``: ``gpt2`` (std 0.02, residual projections scaled by 1/sqrt(2L)) or
 #:   ``xavier`` (the 2025 handout's: Linear N(0, 2/(in+out)), Embedding N(0, 1), each
 #:   truncated at 3 std); see :meth:`~cs336.nn.model.TransformerLM.init_weights`;
-#: - ``attention``: the kernel, reference (ours) or fused (``F.scaled_dot_product_attention``).
+#: - ``attention``: the kernels the model runs (the name is historic: it chooses more than
+#:   attention). ``reference`` is the handout's own code everywhere (the reference
+#:   softmax attention, RMSNorm, GELU/SiLU and cross-entropy of
+#:   :mod:`cs336.nn.functional`, separate q/k/v matmuls); ``fused`` is PyTorch's fused
+#:   kernels (``F.scaled_dot_product_attention``, ``F.rms_norm``, ``F.gelu``/``F.silu``,
+#:   ``F.embedding``), one q/k/v matmul and the chunked cross-entropy of
+#:   :mod:`cs336.nn.fused`, each tested equal to its reference; ``auto`` (the default) is
+#:   ``fused`` except for KV-cache decoding steps, which use the reference attention.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "norm": ("pre", "post", "none"),
     "ffn": ("gelu", "swiglu", "silu"),
     "position": ("learned", "rope", "none"),
     "init": ("gpt2", "xavier"),
-    "attention": ("reference", "fused"),
+    "attention": ("auto", "reference", "fused"),
 }
 
 #: The model of each edition of the handout, as the ModelConfig fields it fixes (the
@@ -96,6 +104,13 @@ def check_variant(name: str, value: object) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def fused_kernels(kernels: str) -> bool:
+    """Whether ``VARIANTS["attention"]`` value ``kernels`` runs the fused kernels outside
+    attention (``auto`` and ``fused`` do)."""
+    check_variant("attention", kernels)
+    return kernels != "reference"
 
 
 def check_dropout(name: str, value: object, hint: str = "") -> None:
@@ -173,8 +188,10 @@ class ModelConfig:
     --help`` shows it).
 
     The defaults of the keyword options are the 2024 handout's model: pre-norm, GELU
-    feed-forward, learned absolute positions, untied head, GPT-2 init, reference
-    attention. :meth:`preset` builds the 2025 handout's (``"cs336-2025"``).
+    feed-forward, learned absolute positions, untied head, GPT-2 init; the kernels are
+    PyTorch's fused ones (``attention="auto"``), with the handout's reference code one
+    field away (``attention="reference"``). :meth:`preset` builds the 2025 handout's
+    (``"cs336-2025"``).
 
     Raises:
         ValueError: naming the bad field and value, e.g.
@@ -209,7 +226,11 @@ class ModelConfig:
     )
     rope_theta: float = field(default=10000.0, metadata=_help("RoPE base frequency"))
     attention: str = field(
-        default="reference", metadata=_help("attention kernel: reference or fused (torch SDPA)")
+        default="auto",
+        metadata=_help(
+            "kernels: auto (torch's fused ones; the reference attention for KV-cache "
+            "steps), fused, or reference (the handout's code throughout)"
+        ),
     )
     init: str = field(
         default="gpt2",

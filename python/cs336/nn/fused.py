@@ -1,6 +1,7 @@
 """The fast path's kernels: PyTorch's fused operations, and a chunked cross-entropy that
 never holds a float32 copy of the logits. Each is tested equal (values and gradients)
-to its reference in :mod:`cs336.nn.functional`, which uses no ``torch.nn.functional``.
+to its reference in :mod:`cs336.nn.functional`, which uses no ``torch.nn.functional``;
+the layers pick one or the other by their ``kernels`` argument.
 """
 
 from __future__ import annotations
@@ -13,7 +14,26 @@ from torch.nn import functional as F
 
 from cs336.nn.functional import check_targets
 
-__all__ = ["chunked_cross_entropy"]
+__all__ = ["chunked_cross_entropy", "embedding", "gelu", "rms_norm", "silu"]
+
+gelu = F.gelu  # exact (erf) GELU, one kernel forward and one backward
+silu = F.silu
+
+
+def embedding(token_ids: Tensor, weight: Tensor) -> Tensor:
+    """``weight[token_ids]`` with ``F.embedding``, whose backward is one dense
+    scatter-add kernel."""
+    return F.embedding(token_ids, weight)
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor | None:
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last dim with ``F.rms_norm``
+    (torch >= 2.4), or None where torch has no such kernel. ``x`` and ``weight`` should be
+    float32 (:class:`~cs336.nn.layers.RMSNorm` passes them so)."""
+    if not hasattr(F, "rms_norm"):
+        return None
+    return F.rms_norm(x, x.shape[-1:], weight, eps)
+
 
 # Rows per chunk are chosen so that one chunk's float32 copy holds about this many
 # numbers (128 MiB): big enough that the chunks cost no launch overhead that matters, small

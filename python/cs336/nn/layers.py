@@ -1,11 +1,13 @@
 """The Transformer's parameter-holding building blocks: ``Linear``, ``Embedding``,
 ``RMSNorm`` and the feed-forward networks, as small ``nn.Module``s.
 
-Reference path: from ``torch.nn`` only ``Parameter``, ``Module`` and ``torch.nn.init``
-(no ``nn.Linear``, ``nn.Embedding`` or ``torch.nn.functional``), with the math in
-:mod:`cs336.nn.functional`; these are the 2025 handout's modules and serve the 2024
-signatures too (same parameter names and shapes). Every constructor takes ``device`` and
-``dtype`` for its parameters.
+Reference path (``kernels="reference"``, each module's default): from ``torch.nn`` only
+``Parameter``, ``Module`` and ``torch.nn.init`` (no ``nn.Linear``, ``nn.Embedding`` or
+``torch.nn.functional``), with the math in :mod:`cs336.nn.functional`; these are the
+2025 handout's modules and serve the 2024 signatures too (same parameter names and
+shapes). ``kernels="fused"`` (or ``"auto"``, what the model passes by default) runs
+PyTorch's fused kernel for the same formula instead, tested equal. Every constructor
+takes ``device`` and ``dtype`` for its parameters.
 
 Attention (and RoPE) live in :mod:`cs336.nn.attention`, the block in
 :mod:`cs336.nn.block`; their names still import from here.
@@ -20,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cs336.nn.config import check_variant, default_d_ff
+from cs336.nn import fused as kernels_fused
+from cs336.nn.config import check_variant, default_d_ff, fused_kernels
 from cs336.nn.functional import gelu, silu
 
 __all__ = [
@@ -84,11 +87,18 @@ class Embedding(nn.Module):
     """
 
     def __init__(
-        self, num_embeddings: int, embedding_dim: int, device: Device = None, dtype: Any = None
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        device: Device = None,
+        dtype: Any = None,
+        *,
+        kernels: str = "reference",
     ) -> None:
         super().__init__()
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
+        self.fused = fused_kernels(kernels)
         self.weight = nn.Parameter(
             torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype)
         )
@@ -101,6 +111,8 @@ class Embedding(nn.Module):
 
     def forward(self, token_ids: Tensor) -> Tensor:
         """Integer ``token_ids`` of any shape ``(...)`` -> ``(..., embedding_dim)``."""
+        if self.fused:
+            return kernels_fused.embedding(token_ids, self.weight)
         return self.weight[token_ids]
 
     def extra_repr(self) -> str:
@@ -116,10 +128,17 @@ class RMSNorm(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, eps: float = 1e-5, device: Device = None, dtype: Any = None
+        self,
+        d_model: int,
+        eps: float = 1e-5,
+        device: Device = None,
+        dtype: Any = None,
+        *,
+        kernels: str = "reference",
     ) -> None:
         super().__init__()
         self.eps = eps
+        self.fused = fused_kernels(kernels)
         self.weight = nn.Parameter(torch.empty(d_model, device=device, dtype=dtype))
         self.reset_parameters()
 
@@ -131,6 +150,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` of shape ``(..., d_model)`` -> the same shape and dtype."""
         x32 = x.float()
+        if self.fused:
+            out = kernels_fused.rms_norm(x32, self.weight.float(), self.eps)
+            if out is not None:
+                return out.to(x.dtype)
         inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
         return (x32 * inv_rms * self.weight.float()).to(x.dtype)
 
@@ -155,12 +178,17 @@ class FeedForward(nn.Module):
         activation: str = "gelu",
         device: Device = None,
         dtype: Any = None,
+        kernels: str = "reference",
     ) -> None:
         super().__init__()
         if activation not in ("gelu", "silu"):
             raise ValueError(f"activation must be 'gelu' or 'silu', got {activation!r}")
         self.activation = activation
-        self._act = gelu if activation == "gelu" else silu
+        fused = fused_kernels(kernels)
+        if activation == "gelu":
+            self._act = kernels_fused.gelu if fused else gelu
+        else:
+            self._act = kernels_fused.silu if fused else silu
         self.w1 = Linear(d_model, d_ff, device, dtype)
         self.w2 = Linear(d_ff, d_model, device, dtype)
 
@@ -184,26 +212,35 @@ class SwiGLU(nn.Module):
         *,
         device: Device = None,
         dtype: Any = None,
+        kernels: str = "reference",
     ) -> None:
         super().__init__()
         d_ff = default_d_ff(d_model, "swiglu") if d_ff is None else d_ff
+        self._silu = kernels_fused.silu if fused_kernels(kernels) else silu
         self.w1 = Linear(d_model, d_ff, device, dtype)
         self.w2 = Linear(d_ff, d_model, device, dtype)
         self.w3 = Linear(d_model, d_ff, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., d_model)`` -> ``(..., d_model)``."""
-        return self.w2(silu(self.w1(x)) * self.w3(x))  # (..., d_ff) inside
+        return self.w2(self._silu(self.w1(x)) * self.w3(x))  # (..., d_ff) inside
 
 
 def feed_forward(
-    kind: str, d_model: int, d_ff: int, *, device: Device = None, dtype: Any = None
+    kind: str,
+    d_model: int,
+    d_ff: int,
+    *,
+    device: Device = None,
+    dtype: Any = None,
+    kernels: str = "reference",
 ) -> FeedForward | SwiGLU:
     """The feed-forward network of ``VARIANTS["ffn"]`` ``kind``: gelu, swiglu or silu."""
     check_variant("ffn", kind)
+    kw: dict[str, Any] = {"device": device, "dtype": dtype, "kernels": kernels}
     if kind == "swiglu":
-        return SwiGLU(d_model, d_ff, device=device, dtype=dtype)
-    return FeedForward(d_model, d_ff, activation=kind, device=device, dtype=dtype)
+        return SwiGLU(d_model, d_ff, **kw)
+    return FeedForward(d_model, d_ff, activation=kind, **kw)
 
 
 # Names that moved to their own modules; ``from cs336.nn.layers import X`` keeps working.

@@ -25,6 +25,7 @@ from cs336.nn.attention import AttentionCache, RotaryPositionalEmbedding
 from cs336.nn.block import TransformerBlock
 from cs336.nn.config import ModelConfig
 from cs336.nn.functional import cross_entropy
+from cs336.nn.fused import chunked_cross_entropy
 from cs336.nn.layers import Device, Embedding, Linear, RMSNorm
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
@@ -100,7 +101,7 @@ class TransformerLM(nn.Module):
         ffn: str = "gelu",
         position: str = "learned",
         rope_theta: float = 10000.0,
-        attention: str = "reference",
+        attention: str = "auto",
         init: str = "gpt2",
         device: Device = None,
         dtype: Any = None,
@@ -114,10 +115,11 @@ class TransformerLM(nn.Module):
         )  # fmt: skip
         self.config = cfg
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.token_embeddings = Embedding(vocab_size, d_model, **kw)
+        kernels = {"kernels": attention}
+        self.token_embeddings = Embedding(vocab_size, d_model, **kw, **kernels)
         rope = None
         if position == "learned":
-            self.position_embeddings = Embedding(context_length, d_model, **kw)
+            self.position_embeddings = Embedding(context_length, d_model, **kw, **kernels)
         elif position == "rope":  # one table for every layer
             rope = RotaryPositionalEmbedding(rope_theta, cfg.d_k, context_length, device)
         self.dropout = nn.Dropout(residual_pdrop)
@@ -138,7 +140,8 @@ class TransformerLM(nn.Module):
             for _ in range(num_layers)
         )
         if norm == "pre":  # a post-norm block's output is already normalized
-            self.ln_final = RMSNorm(d_model, **kw)
+            self.ln_final = RMSNorm(d_model, **kw, **kernels)
+        self._loss = cross_entropy if attention == "reference" else chunked_cross_entropy
         self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
@@ -265,8 +268,11 @@ class TransformerLM(nn.Module):
             token_ids: ``(B, T)`` integer token ids. With ``kv_cache``, only the tokens
                 not yet in the cache: their positions continue from ``kv_cache.length``.
             targets: ``(B, T)`` integer ids of the next tokens: then the return value is
-                ``cross_entropy(logits, targets)``, a float32 scalar (what training
-                differentiates; one call, so ``torch.compile`` sees model and loss together).
+                the mean cross-entropy, a float32 scalar (what training differentiates; one
+                call, so ``torch.compile`` sees model and loss together). It is
+                :func:`~cs336.nn.functional.cross_entropy` with ``attention="reference"``,
+                else :func:`~cs336.nn.fused.chunked_cross_entropy` (no float32 copy of the
+                logits).
             kv_cache: from :meth:`init_kv_cache`; appended to in place.
 
         Returns:
@@ -302,4 +308,4 @@ class TransformerLM(nn.Module):
         if hasattr(self, "ln_final"):
             x = self.ln_final(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)
-        return logits if targets is None else cross_entropy(logits, targets)
+        return logits if targets is None else self._loss(logits, targets)

@@ -50,7 +50,6 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "apply_overrides",
-    "compile_backend",
     "field_specs",
     "read_config_file",
     "load_config",
@@ -311,17 +310,6 @@ def _build(cls: type, d: Mapping[str, Any], prefix: str, *, source: str = "confi
     if cls is TrainConfig and isinstance(d.get("model"), Mapping):  # [model] preset = "..."
         d = {**d, "model": expand_preset(d["model"])}
     return build(cls, d, prefix, sections=sections, source=source)
-
-
-def compile_backend(device_type: str) -> str:
-    """The ``torch.compile`` backend for a device type: ``"aot_eager"`` on Apple ``mps``
-    (Inductor does not support it; the 2025 handout's low-resource tip), ``"inductor"``
-    (torch's default) elsewhere.
-
-    >>> compile_backend("mps"), compile_backend("cuda")
-    ('aot_eager', 'inductor')
-    """
-    return "aot_eager" if device_type == "mps" else "inductor"
 
 
 def field_specs() -> list[FieldSpec]:
