@@ -293,3 +293,28 @@ def test_compiled_adamw_update_matches_foreach_and_compiles_once(monkeypatch):
     assert len(calls) == 1
     for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(q, p, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_device_gated_update_equals_the_plain_one(skip):
+    """The update an accelerator runs (numbers as device tensors, no host read of the
+    flag), here on the CPU: the same as the plain update, or nothing when skipped."""
+    a, b = _params(11), _params(11)
+    plain, gated = AdamW(a, lr=0.03, weight_decay=0.1), AdamW(b, lr=0.03, weight_decay=0.1)
+    gated._compiled = True  # what compile=True (or a GPU's flag) selects, without compiling
+    for step in range(3):
+        for p, q in zip(a, b, strict=True):
+            p.grad = torch.full_like(p, 0.2 * (step + 1))
+            q.grad = p.grad.clone()
+        flag = torch.tensor(skip and step == 2)
+        if skip and step == 2:
+            before = [q.detach().clone() for q in b]
+            for q in b:
+                q.grad[0] = float("nan")
+        else:
+            plain.step()
+        gated.step(skip=flag)
+    if skip:
+        assert all(torch.equal(q, r) for q, r in zip(b, before, strict=True))
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(q, p, atol=1e-12, rtol=1e-12)

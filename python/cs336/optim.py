@@ -89,8 +89,9 @@ class AdamW(torch.optim.Optimizer):
         params: parameters or param groups (each group may override any default).
         lr, betas, eps, weight_decay: as above.
         foreach: update all tensors of a group with multi-tensor ``torch._foreach_*``
-            kernels (fewer launches on a GPU); the same operations in the same order as
-            the per-parameter loop, so the results are identical.
+            kernels (fewer launches on a GPU; on a CPU the loop is faster); the same
+            operations in the same order as the per-parameter loop, so the results are
+            identical.
         compile: run the multi-tensor update through ``torch.compile`` (implies
             ``foreach``): on a GPU the whole update of a group becomes a few fused
             kernels. The same formula; the compiler may fuse multiply-adds, so results
@@ -99,8 +100,10 @@ class AdamW(torch.optim.Optimizer):
             then travel as tensors and the update compiles once.
 
     ``step(skip=flag)`` takes a 0-dim bool tensor on the parameters' device: where it is
-    True the step changes no parameter and no moment, decided on the device (no host
-    sync), e.g. for a non-finite loss. The step counter still advances.
+    True the step changes no parameter and no moment, e.g. for a non-finite loss. On an
+    accelerator (and in the compiled update) this is decided on the device, with no host
+    sync: the numbers of the update become device tensors (1, 1, 0, 0 for a skipped
+    step). The step counter advances either way.
 
     The state (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter) round-trips through
     ``state_dict()`` / ``load_state_dict()``.
@@ -124,8 +127,12 @@ class AdamW(torch.optim.Optimizer):
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
         self.foreach = foreach or compile
-        self._foreach_update = (
-            torch.compile(_foreach_update, fullgraph=True) if compile else _foreach_update
+        self._compiled = compile
+        self._gated_ran = False
+        self._gated = (
+            torch.compile(_gated_foreach_update, fullgraph=True)
+            if compile
+            else _gated_foreach_update
         )
 
     @torch.no_grad()
@@ -136,6 +143,10 @@ class AdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # On the CPU the flag costs nothing to read; elsewhere (and in the compiled
+        # update, which wants the same graph every step) it gates the update on the device.
+        gated = skip is not None and (self._compiled or skip.device.type != "cpu")
+        skipped = skip is not None and not gated and bool(skip)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             steps = set()
@@ -147,50 +158,52 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 steps.add(state["step"])
+            if skipped:
+                continue
             # Parameters of one group can be at different steps (e.g. after adding some):
-            # the multi-tensor path needs one step count per call.
+            # the multi-tensor paths need one step count per call.
             for t in sorted(steps):
                 at_t = [p for p in params if self.state[p]["step"] == t]
-                scalars = _adamw_scalars(group, t, skip)
-                if self.foreach:
+                scalars = _adamw_scalars(group, t, skip if gated else None)
+                if gated or self.foreach:
                     grads = [p.grad for p in at_t]
                     ms = [self.state[p]["exp_avg"] for p in at_t]
                     vs = [self.state[p]["exp_avg_sq"] for p in at_t]
-                    self._run_foreach(at_t, grads, ms, vs, scalars)
+                    update = self._gated_update if gated else _foreach_update
+                    update(at_t, grads, ms, vs, scalars)
                 else:
                     for p in at_t:
-                        self._update_one(p, scalars)
+                        state = self.state[p]
+                        _update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], scalars)
         return loss
 
-    def _run_foreach(self, *args: Any) -> None:
-        try:
-            self._foreach_update(*args)
-        except torch._dynamo.exc.TorchDynamoException as e:  # compiling failed: nothing ran
+    def use_eager_update(self) -> None:
+        """Stop compiling the update (the training loop calls it when compiling its step
+        failed); the numbers stay device tensors, so nothing else changes."""
+        self._gated = _gated_foreach_update
+
+    def _gated_update(self, *args: Any) -> None:
+        if self._gated is _gated_foreach_update or self._gated_ran:
+            self._gated(*args)
+            return
+        try:  # the first call compiles: before it runs anything, it may fail
+            self._gated(*args)
+            self._gated_ran = True
+        except Exception as e:
             warnings.warn(
                 f"torch.compile of the AdamW update failed ({type(e).__name__}: "
                 f"{str(e).splitlines()[0][:200]}); using the eager multi-tensor update",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self._foreach_update = _foreach_update
-            _foreach_update(*args)
-
-    def _update_one(self, p: Tensor, s: _AdamWScalars) -> None:
-        state = self.state[p]
-        m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
-        if s.skip is not None:  # a skipped step must not read NaN/inf
-            g = torch.where(s.skip, 0.0, g)
-        m.mul_(s.beta1).add_(g, alpha=s.one_minus_beta1)  # m = beta1 m + (1 - beta1) g
-        v.mul_(s.beta2).addcmul_(g, g, value=s.one_minus_beta2)  # v = beta2 v + (1 - beta2) g^2
-        u = m.div(v.sqrt().add_(s.eps)).mul_(s.alpha)  # u = alpha_t m / (sqrt v + eps)
-        u.add_(p.sub(u).mul_(s.lr_wd))  # + lr wd (p - u): the decay of the updated p
-        p.sub_(u)
+            self._gated = _gated_foreach_update
+            _gated_foreach_update(*args)
 
 
 class _AdamWScalars(NamedTuple):
     """The numbers of one AdamW update. ``beta1``, ``beta2``, ``alpha`` and ``lr_wd`` are
-    0-dim tensors when the step may be skipped on the device (1, 1, 0, 0 there, and the
-    gradients read as 0 where ``skip`` is True)."""
+    0-dim tensors when the step is gated on the device (1, 1, 0, 0 where ``skip`` is
+    True, and the gradients read as 0 there)."""
 
     beta1: float | Tensor
     beta2: float | Tensor
@@ -202,10 +215,48 @@ class _AdamWScalars(NamedTuple):
     skip: Tensor | None
 
 
+# The update, three ways: per tensor and multi-tensor with numbers (the fewest passes:
+# lerp for m, and the Adam step with the decay of the updated p, u + lr wd (p - u) =
+# lr wd p + (1 - lr wd) u, fused into one addcdiv before p is rounded once), and
+# multi-tensor gated by device tensors. The same formula; the three agree to rounding.
+
+
+def _update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, s: _AdamWScalars) -> None:
+    m.lerp_(g, s.one_minus_beta1)  # m = beta1 m + (1 - beta1) g
+    v.mul_(s.beta2).addcmul_(g, g, value=s.one_minus_beta2)  # v = beta2 v + (1 - beta2) g^2
+    delta = p.mul(s.lr_wd)  # lr wd p ...
+    # ... + (1 - lr wd) alpha_t m / (sqrt v + eps)
+    delta.addcdiv_(m, v.sqrt().add_(s.eps), value=_step_size(s, p.dtype))
+    p.sub_(delta)
+
+
+def _step_size(s: _AdamWScalars, dtype: torch.dtype) -> float:
+    """``(1 - lr wd) alpha_t``, as +-inf where it overflows ``dtype`` (a diverging learning
+    rate must give inf weights, which the non-finite guard catches, not a RuntimeError)."""
+    size = s.alpha * (1.0 - s.lr_wd)  # type: ignore[operator]
+    return size if abs(size) <= torch.finfo(dtype).max else math.copysign(math.inf, size)
+
+
 def _foreach_update(
     params: list[Tensor], grads: list[Tensor], ms: list[Tensor], vs: list[Tensor], s: _AdamWScalars
 ) -> None:
-    """:meth:`AdamW._update_one` for a list of tensors, in multi-tensor kernels."""
+    """:func:`_update` for a list of tensors, in multi-tensor kernels (the same operations
+    in the same order, so the same numbers)."""
+    torch._foreach_lerp_(ms, grads, s.one_minus_beta1)
+    torch._foreach_mul_(vs, s.beta2)
+    torch._foreach_addcmul_(vs, grads, grads, value=s.one_minus_beta2)
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_add_(denom, s.eps)
+    deltas = torch._foreach_mul(params, s.lr_wd)
+    torch._foreach_addcdiv_(deltas, ms, denom, value=_step_size(s, params[0].dtype))
+    torch._foreach_sub_(params, deltas)
+
+
+def _gated_foreach_update(
+    params: list[Tensor], grads: list[Tensor], ms: list[Tensor], vs: list[Tensor], s: _AdamWScalars
+) -> None:
+    """The update with the numbers as device tensors, so that a skipped step (``s.skip``)
+    is decided on the device and the compiled update is one graph for every step."""
     if s.skip is not None:  # a skipped step must not read NaN/inf
         grads = [torch.where(s.skip, 0.0, g) for g in grads]
     torch._foreach_mul_(ms, s.beta1)

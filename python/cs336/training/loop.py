@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from cs336._files import atomic_open
 from cs336.accounting import mfu, peak_flops
-from cs336.optim import lr_cosine_schedule
+from cs336.optim import AdamW, lr_cosine_schedule
 from cs336.training.allocator import keep_freed_memory
 from cs336.training.checkpoint import read_checkpoint, save_checkpoint
 from cs336.training.config import TrainConfig
@@ -335,6 +335,8 @@ class _Run:
                 stacklevel=2,
             )
             self.train_model = wrap_model(self.model, self.device, world=self.world)
+            if isinstance(self.optimizer, AdamW):
+                self.optimizer.use_eager_update()
             self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
             state.seed_step(self.rank)
             stats = step()

@@ -208,7 +208,7 @@ def build_optimizer(
     norms and embeddings (:func:`~cs336.optim.param_groups`).
 
     ``optim.impl = "cs336"``: :class:`~cs336.AdamW` (the handout's formula), multi-tensor
-    on CUDA and compiled there when the step is (``compiled``). ``"torch"``:
+    on CUDA, and compiled when the step is (``compiled``). ``"torch"``:
     ``torch.optim.AdamW`` with its fused kernel where torch has one for ``device``.
     """
     opt = config.optim
@@ -219,10 +219,10 @@ def build_optimizer(
             return torch.optim.AdamW(groups, fused=True, **kwargs)
         except RuntimeError:  # no fused kernel for this device: torch's default kernel
             return torch.optim.AdamW(groups, **kwargs)
+    # On the CPU the per-tensor loop is faster than the multi-tensor one (which makes
+    # more temporaries); compiled, either becomes one fused update (4x faster there).
     cuda = device.type == "cuda"
-    return AdamW(
-        groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled and cuda
-    )
+    return AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled)
 
 
 def autocast_for(config: TrainConfig, device: torch.device) -> Autocast:
