@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.cs336-deps-$(shell cat pyproject.toml | cksum | cut -d' '
 # Serialises builds into the shared virtualenv.
 LOCK := flock $(VENV)/.build-lock
 # Builds the extension and installs the package (editable) with its dependencies.
-MATURIN := env VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop -q --extras test,plot,interop
+MATURIN := env VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop -q --extras test,plot,interop,hf
 
 .PHONY: venv build build-dev inplace test test-rs test-py lint demo bench stubtest
 

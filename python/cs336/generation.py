@@ -130,11 +130,14 @@ def load_model(
     checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> TransformerLM:
     """The :class:`~cs336.nn.model.TransformerLM` saved in ``checkpoint``, on ``device``, in
-    eval mode.
+    eval mode. ``checkpoint`` is a checkpoint (``checkpoint.pt``, with its weights inside
+    or in the ``model.safetensors`` beside it) or a cs336 weights file alone
+    (``model.safetensors``: no pickle), see :func:`~cs336.training.checkpoint.read_checkpoint`.
 
     Raises:
-        FileNotFoundError: ``checkpoint`` does not exist.
+        FileNotFoundError: ``checkpoint`` (or its weights file) does not exist.
         ValueError: the file is corrupt or holds no model config.
+        RuntimeError: a weights file is to be read and safetensors is not installed.
     """
     payload = read_checkpoint(checkpoint)
     if not payload["model_config"]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from cs336.cli._common import add_checkpoint_and_tokenizer
+
 HELP = "sample text from a trained checkpoint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by cs336 train")
-    parser.add_argument(
-        "--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt)"
-    )
+    add_checkpoint_and_tokenizer(parser)
     parser.add_argument(
         "--prompt",
         default="",

@@ -192,6 +192,20 @@ class TrainConfig:
     out_dir: str = field(
         default="runs/default", metadata=_help("checkpoint.pt, metrics.jsonl, config.json")
     )
+    checkpoint_format: Literal["torch", "safetensors"] = field(
+        default="torch",
+        metadata=_help(
+            "torch: the weights inside checkpoint.pt; safetensors: in OUT_DIR/model.safetensors "
+            "beside it (loads without pickle; needs safetensors)"
+        ),
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata=_help(
+            "start a new run from the weights of this checkpoint or weights file (e.g. from "
+            "cs336 import-hf); optimizer and schedule start fresh; unused with --resume"
+        ),
+    )
     seed: int = field(default=0, metadata=_help("seed of the init, dropout and data order"))
     device: str = field(default="auto", metadata=_help("auto (cuda if present), cpu, cuda, ..."))
     dtype: Literal["auto", "float32", "bfloat16"] = field(
@@ -230,6 +244,11 @@ class TrainConfig:
         if self.eval_batches is not None:
             _check(self.eval_batches >= 1, f"eval_batches must be >= 1, got {self.eval_batches}")
         _check(self.out_dir != "", "out_dir must not be empty")
+        _check(
+            self.checkpoint_format in ("torch", "safetensors"),
+            f"checkpoint_format must be torch or safetensors, got {self.checkpoint_format!r}",
+        )
+        _check(self.init_from != "", "init_from must be a checkpoint path (or unset)")
         _check(
             self.dtype in ("auto", "float32", "bfloat16"),
             f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}",

@@ -18,7 +18,8 @@ checkpoint, so the last checkpoint on disk holds good weights.
 
 Files in ``config.out_dir``: ``config.json``, ``metrics.jsonl`` (see
 :mod:`cs336.training.metrics`), ``checkpoint.pt`` (latest; see
-:mod:`cs336.training.checkpoint`) and its human-readable ``checkpoint.json``.
+:mod:`cs336.training.checkpoint`; with ``checkpoint_format = "safetensors"`` the weights
+are in ``model.safetensors`` beside it) and its human-readable ``checkpoint.json``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from cs336.training.step import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+WEIGHTS_FILE = "model.safetensors"  # checkpoint_format = "safetensors": the weights, beside it
 
 
 class NonFiniteLossError(RuntimeError):
@@ -244,16 +246,15 @@ class _Run:
         self.compiled = compile_enabled(cfg, self.device)
         self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
         state = TrainState.start(cfg.seed)
+        if cfg.checkpoint_format == "safetensors":
+            require("safetensors", "checkpoint_format = 'safetensors'")
+        if resume_path is None and cfg.init_from is not None:  # weights only, a fresh run
+            payload = read_checkpoint(cfg.init_from)
+            self._check_same_model(payload, cfg.init_from, "init_from a checkpoint")
+            self.model.load_state_dict(payload["model"])
         if resume_path is not None:
             payload = read_checkpoint(resume_path)
-            saved = payload["model_config"]
-            if saved is not None:
-                differences = type(cfg.model).from_dict(saved).weight_differences(cfg.model)
-                if differences:
-                    raise ValueError(
-                        f"{resume_path} holds a different model ({', '.join(differences)}); "
-                        "resume with the same model config"
-                    )
+            self._check_same_model(payload, resume_path, "resume")
             if "train_state" not in payload["extra"]:
                 raise ValueError(
                     f"{resume_path} holds no training state (step, data position): it was not "
@@ -268,6 +269,17 @@ class _Run:
         )
         self.first_compiled_step = self.compiled  # it compiles, and may fail
         return state
+
+    def _check_same_model(self, payload: dict[str, Any], path: str, action: str) -> None:
+        saved = payload["model_config"]
+        if saved is not None:
+            model = self.cfg.model
+            differences = type(model).from_dict(saved).weight_differences(model)
+            if differences:
+                raise ValueError(
+                    f"{path} holds a different model ({', '.join(differences)}); "
+                    f"{action} with the same model config"
+                )
 
     def _sinks(self) -> list[Sink]:
         cfg = self.cfg
@@ -376,7 +388,12 @@ class _Run:
     def _save(self, state: TrainState, record: dict[str, Any]) -> None:
         if self.rank == 0:
             extra = {"config": self.cfg.to_dict(), "train_state": state.state_dict()}
-            save_checkpoint(self.model, self.optimizer, state.step, self.ckpt_path, extra=extra)
+            weights = None
+            if self.cfg.checkpoint_format == "safetensors":
+                weights = os.path.join(self.cfg.out_dir, WEIGHTS_FILE)
+            save_checkpoint(
+                self.model, self.optimizer, state.step, self.ckpt_path, extra=extra, weights=weights
+            )
             meta = {
                 "iteration": state.step,
                 "tokens_seen": state.tokens_seen,
