@@ -24,15 +24,12 @@ are in ``model.safetensors`` beside it) and its human-readable ``checkpoint.json
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import signal
-import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +44,7 @@ from cs336.training.allocator import keep_freed_memory
 from cs336.training.checkpoint import read_checkpoint, save_checkpoint
 from cs336.training.config import TrainConfig
 from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
+from cs336.training.distributed import SignalStop, agree_on_signal, processes
 from cs336.training.metrics import (
     METRICS_FILE,
     JSONLSink,
@@ -133,59 +131,11 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             the step and the last good checkpoint, which is left as it was).
         RuntimeError: the wandb/tensorboard package is missing when requested.
     """
-    with _distributed(config.device) as (rank, world, device):
+    with processes(config.device) as (rank, world, device):
         return _Run(config, rank, world, device).run(resume)
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _distributed(device_name: str) -> Iterator[tuple[int, int, torch.device]]:
-    """(rank, world size, device); initializes the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)  # a bad device string raises torch's own error
-    if world <= 1:
-        yield 0, 1, device
-        return
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    owner = not dist.is_initialized()
-    if owner:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield dist.get_rank(), dist.get_world_size(), device
-    finally:
-        if owner:
-            dist.destroy_process_group()
-
-
-class _SignalStop:
-    """Records SIGINT/SIGTERM so the loop can stop at a step boundary; a second SIGINT
-    raises KeyboardInterrupt. Installed only in the main thread."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> _SignalStop:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -405,14 +355,6 @@ class _Run:
         if self.world > 1:
             dist.barrier()
 
-    def _signal(self, signum: int) -> int:
-        """The signal number seen by any process (0 if none), the same on every process."""
-        if self.world == 1:
-            return signum
-        t = torch.tensor([signum], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
-
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: str | None) -> TrainResult:
@@ -491,7 +433,7 @@ class _Run:
             logger.log(record)
             say(f"step {state.step}: val loss {loss:.4f}")
 
-        with logger, bar, _SignalStop() as stop:
+        with logger, bar, SignalStop() as stop:
             if start == 0 and cfg.eval_interval:
                 validate()
             while state.step < cfg.max_steps:
@@ -502,7 +444,11 @@ class _Run:
                 step = state.step
                 at_log = step % cfg.log_interval == 0
                 # one process reads its own flag; several agree on it at log steps only
-                signum = self._signal(stop.signum) if at_log or self.world == 1 else 0
+                signum = (
+                    agree_on_signal(stop.signum, self.world, self.device)
+                    if at_log or self.world == 1
+                    else 0
+                )
                 done = step == cfg.max_steps or bool(signum)
                 evaluate_now = done or bool(cfg.eval_interval and step % cfg.eval_interval == 0)
                 checkpoint_now = done or bool(
