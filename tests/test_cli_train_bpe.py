@@ -60,6 +60,16 @@ def test_custom_pattern_is_saved(corpus, tmp_path, capfd):
     assert tok.encode(text) == ref.encode(text, vocab, merges, [EOT], pattern)
 
 
+def test_max_token_length(corpus, tmp_path, capfd):
+    out = tmp_path / "tok"
+    args = ["train-bpe", str(corpus), "--vocab-size", "300", "--special-token", EOT]
+    assert main([*args, "--max-token-length", "3", "--out", str(out), "--quiet"]) == 0
+    vocab, merges, _, _ = read_dir(out)
+    assert (vocab, merges) == ref.train(CORPUS, 300, [EOT], max_token_length=3)
+    assert max(len(a + b) for a, b in merges) == 3
+    assert "(3 bytes)" in capfd.readouterr().out
+
+
 def test_several_inputs_and_progress(corpus, tmp_path, capfd):
     other = tmp_path / "other.txt"
     other.write_text("zebra zebra", encoding="utf-8")

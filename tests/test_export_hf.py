@@ -102,6 +102,16 @@ def test_exported_logits_equal_ours(exported):
     assert (ours - theirs).abs().max().item() < 1e-5
 
 
+def test_a_models_norm_eps_is_exported(tmp_path):
+    """ModelConfig.norm_eps (LLaMA's 1e-6 here) is config.json's rms_norm_eps."""
+    model = llama_shaped(norm_eps=1e-6)
+    out = to_hf(model, tmp_path / "model")
+    assert json.loads((out / "config.json").read_text())["rms_norm_eps"] == 1e-6
+    ids = torch.randint(0, VOCAB, (2, CTX), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(ids) - load_hf(out)(ids).logits).abs().max().item() < 1e-5
+
+
 def test_exported_logits_equal_ours_in_kv_cache_decoding(exported):
     model, _, lm = exported
     ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(2))
@@ -294,13 +304,20 @@ def random_llama(tmp_path, **options):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"tie_word_embeddings": True}, {"num_key_value_heads": 2}, {"num_key_value_heads": 1}],
-    ids=["untied", "tied", "gqa-2", "mqa"],
+    [
+        {},
+        {"tie_word_embeddings": True},
+        {"num_key_value_heads": 2},
+        {"num_key_value_heads": 1},
+        {"rms_norm_eps": 1e-6},
+    ],
+    ids=["untied", "tied", "gqa-2", "mqa", "llama-eps"],
 )
 def test_imported_llama_logits_equal_transformers(tmp_path, options):
     lm, directory = random_llama(tmp_path, **options)
     model = from_hf(directory)
     cfg = model.config
+    assert cfg.norm_eps == options.get("rms_norm_eps", 1e-5)
     assert (cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.rope_theta) == (32, 4, 64, 300.0)
     assert cfg.tie_embeddings is bool(options.get("tie_word_embeddings"))
     assert (cfg.vocab_size, cfg.context_length, cfg.position, cfg.ffn) == (
@@ -364,7 +381,7 @@ def llama_dir(tmp_path_factory):
         ({"partial_rotary_factor": 0.5}, "partial_rotary_factor=0.5"),
         ({"sliding_window": 16}, "sliding_window=16"),
         ({"quantization_config": {"quant_method": "gptq"}}, "quantization_config"),
-        ({"rms_norm_eps": 1e-6}, "rms_norm_eps=1e-06 (cs336's RMSNorm uses eps=1e-05)"),
+        ({"rms_norm_eps": -1e-6}, "rms_norm_eps=-1e-06 (it must be a positive number)"),
         ({"rope_theta": 1e4}, "rope_theta=10000.0 and rope_parameters' rope_theta=300.0 differ"),
     ],
 )

@@ -96,6 +96,13 @@ def test_variant_parameter_sets():
     assert "lm_head.weight" not in dict(tied.named_parameters())  # listed once, as embeddings
 
 
+def test_norm_eps_reaches_every_rmsnorm():
+    model = _model(norm_eps=1e-6)
+    eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.Module) and hasattr(m, "eps")}
+    assert eps == {1e-6}
+    assert {m.eps for m in _model().modules() if hasattr(m, "eps")} == {1e-5}
+
+
 def test_post_norm_feeds_the_last_blocks_norm_straight_to_the_head():
     """The handout's post-norm block ends in RMSNorm(z + FFN(z)); a second RMSNorm
     (ln_final) after it would only rescale by its gain, so post-norm has none."""
@@ -218,6 +225,8 @@ def test_forward_rejects_long_or_malformed_input():
         ({"norm": "post", "parallel": True}, "parallel layers need norm"),
         ({"position": "rope", "d_model": 36, "num_heads": 4}, "even head dimension.*= 9"),
         ({"position": "rope", "rope_theta": 0.0}, "rope_theta must be positive"),
+        ({"norm_eps": 0.0}, "norm_eps must be positive, got 0.0"),
+        ({"norm_eps": "small"}, "norm_eps must be a positive number"),
     ],
 )
 def test_model_config_validation(change, match):

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pattern", default=GPT2_PATTERN, help="pretokenization regex (default: GPT-2's)"
     )
+    parser.add_argument(
+        "--max-token-length",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="no learned token longer than this (default: no limit, the spec's rule)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         num_threads=args.threads,
         show_progress=not args.quiet,
+        max_token_length=args.max_token_length,
     )
     vocab, merges = trainer.train_raw(args.inputs)
     elapsed = time.perf_counter() - start

@@ -23,15 +23,14 @@ import torch
 
 from cs336._files import _umask
 from cs336.export.llama import (
+    LLAMA_DEFAULT_EPS,
     check_exportable,
     check_importable,
     from_hf_state_dict,
     hf_config,
-    norm_eps,
     rope_theta,
     to_hf_state_dict,
 )
-from cs336.nn.layers import RMSNorm
 from cs336.nn.model import ModelConfig, TransformerLM
 from cs336.training.checkpoint import atomic_save_safetensors, load_safetensors, unwrap_model
 
@@ -107,9 +106,7 @@ def to_hf(
                 f"{cfg.vocab_size}: they were not trained together"
             )
         eot = tokenizer.special_token_ids.get(EOT)
-    config = hf_config(
-        cfg, rms_norm_eps=norm_eps(model), bos_token_id=eot, eos_token_id=eot, dtype=dtype
-    )
+    config = hf_config(cfg, bos_token_id=eot, eos_token_id=eot, dtype=dtype)
     state = {k: v.detach().to("cpu", _DTYPES[dtype]) for k, v in model.state_dict().items()}
     tensors = to_hf_state_dict(state, cfg)
     generation = {"bos_token_id": eot, "eos_token_id": eot}
@@ -218,7 +215,7 @@ def from_hf(
     missing = [k for k in _REQUIRED if not isinstance(config.get(k), int)]
     if missing:
         raise ValueError(f"{config_path} lacks integer {', '.join(missing)}")
-    check_importable(config, rms_norm_eps=RMSNorm(1).eps)  # the eps every cs336 RMSNorm has
+    check_importable(config)
     model_cfg = ModelConfig.preset(
         "cs336-2025",
         vocab_size=config["vocab_size"],
@@ -230,6 +227,7 @@ def from_hf(
         rope_theta=rope_theta(config),
         tie_embeddings=bool(config.get("tie_word_embeddings", False)),
         attn_pdrop=float(config.get("attention_dropout") or 0.0),
+        norm_eps=float(config.get("rms_norm_eps", LLAMA_DEFAULT_EPS)),
         **({} if attention is None else {"attention": attention}),
     )
     state = from_hf_state_dict(_read_hf_weights(directory), config)

@@ -36,15 +36,13 @@ from typing import Any
 
 import torch
 
-from cs336.nn.layers import RMSNorm
 from cs336.nn.model import ModelConfig
-from cs336.training.checkpoint import unwrap_model
 
 __all__ = [
+    "LLAMA_DEFAULT_EPS",
     "check_importable",
     "from_hf_state_dict",
     "hf_config",
-    "norm_eps",
     "rope_theta",
     "to_hf_state_dict",
     "unsupported_features",
@@ -105,18 +103,6 @@ def check_exportable(cfg: ModelConfig) -> None:
         )
 
 
-def norm_eps(model: torch.nn.Module) -> float:
-    """The ``eps`` of every RMSNorm in ``model`` (they must agree).
-
-    Raises:
-        ValueError: the model has no RMSNorm, or two with different eps.
-    """
-    values = {m.eps for m in unwrap_model(model).modules() if isinstance(m, RMSNorm)}
-    if len(values) != 1:
-        raise ValueError(f"expected one RMSNorm eps in the model, found {sorted(values)}")
-    return float(values.pop())
-
-
 def _permute_rope_rows(w: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Rows of a q/k projection from cs336's adjacent-pair RoPE layout to LLaMA's halves:
     in each head, rows ``0, 2, 4, ...`` then ``1, 3, 5, ...``."""
@@ -169,7 +155,6 @@ def to_hf_state_dict(
 def hf_config(
     cfg: ModelConfig,
     *,
-    rms_norm_eps: float,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     dtype: str = "float32",
@@ -195,7 +180,7 @@ def hf_config(
         "head_dim": cfg.d_k,
         "hidden_act": "silu",
         "max_position_embeddings": cfg.context_length,
-        "rms_norm_eps": rms_norm_eps,
+        "rms_norm_eps": cfg.norm_eps,
         "rope_theta": float(cfg.rope_theta),
         "rope_parameters": {"rope_type": "default", "rope_theta": float(cfg.rope_theta)},
         "attention_bias": False,
@@ -268,13 +253,17 @@ def from_hf_state_dict(
     return out
 
 
-def check_importable(config: dict[str, Any], *, rms_norm_eps: float) -> None:
+#: transformers' LlamaConfig default, for a config.json that does not give rms_norm_eps
+LLAMA_DEFAULT_EPS = 1e-6
+
+
+def check_importable(config: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming every feature of the transformers ``config.json``
     ``config`` that cs336's model does not compute exactly: another architecture, biases,
     another activation, RoPE scaling or partial rotation, a sliding window, a head_dim
     other than hidden_size / num_attention_heads, a num_key_value_heads that does not
-    divide the heads, quantization, two different RoPE thetas, or an RMSNorm eps other
-    than ``rms_norm_eps`` (cs336's)."""
+    divide the heads, quantization, two different RoPE thetas, or an RMSNorm eps that is
+    not a positive number (any other eps becomes the model's ``norm_eps``)."""
     kind = config.get("model_type")
     if kind != "llama":
         raise ValueError(
@@ -321,9 +310,9 @@ def check_importable(config: dict[str, Any], *, rms_norm_eps: float) -> None:
             f"rope_theta={config['rope_theta']} and rope_parameters' rope_theta={theta} differ "
             "(transformers 4 reads one, 5 the other)"
         )
-    eps = config.get("rms_norm_eps", 1e-6)
-    if eps != rms_norm_eps:
-        problems.append(f"rms_norm_eps={eps} (cs336's RMSNorm uses eps={rms_norm_eps})")
+    eps = config.get("rms_norm_eps", LLAMA_DEFAULT_EPS)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        problems.append(f"rms_norm_eps={eps!r} (it must be a positive number)")
     if problems:
         raise ValueError(f"cannot import this LLaMA model exactly: {'; '.join(problems)}")
 

@@ -41,6 +41,7 @@ class TransformerBlock(nn.Module):
         residual_pdrop: dropout on each sublayer's output before the residual add.
         max_seq_len, theta: RoPE of its own in the attention (give both), or ``rope``.
         norm, parallel, ffn, attention: see :data:`~cs336.nn.config.VARIANTS`.
+        norm_eps: the RMSNorms' epsilon.
         device, dtype: of the parameters.
 
     Raises:
@@ -63,6 +64,7 @@ class TransformerBlock(nn.Module):
         ffn: str = "gelu",
         rope: RotaryPositionalEmbedding | None = None,
         attention: str = "reference",
+        norm_eps: float = 1e-5,
         device: Device = None,
         dtype: Any = None,
     ) -> None:
@@ -78,13 +80,13 @@ class TransformerBlock(nn.Module):
         self.parallel = parallel
         kw: dict[str, Any] = {"device": device, "dtype": dtype, "kernels": attention}
         if norm != "none":
-            self.ln1 = RMSNorm(d_model, **kw)
+            self.ln1 = RMSNorm(d_model, norm_eps, **kw)
         self.attn = MultiHeadSelfAttention(
             d_model, num_heads, attn_pdrop, max_seq_len=max_seq_len, theta=theta, rope=rope,
             **kw,
         )  # fmt: skip
         if norm != "none":
-            self.ln2 = RMSNorm(d_model, **kw)
+            self.ln2 = RMSNorm(d_model, norm_eps, **kw)
         self.ffn = feed_forward(ffn, d_model, d_ff, **kw)
         self.dropout = nn.Dropout(residual_pdrop)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "KERNEL_FIELDS",
+    "WEIGHT_NEUTRAL_FIELDS",
     "MODEL_PRESETS",
     "VARIANTS",
     "ModelConfig",
@@ -87,9 +87,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-#: Fields that choose how the model is computed, not what it computes: the weights of a
-#: checkpoint fit every value, so a run may resume with another one.
-KERNEL_FIELDS: tuple[str, ...] = ("attention",)
+#: Fields that do not change what a model's weights compute: the kernels (``attention``)
+#: and how fresh weights are drawn (``init``). A checkpoint's weights continue under any
+#: value of these, so a resumed run (or ``init_from``) may change them.
+WEIGHT_NEUTRAL_FIELDS: tuple[str, ...] = ("attention", "init")
 
 
 def check_variant(name: str, value: object) -> None:
@@ -236,6 +237,9 @@ class ModelConfig:
         default="gpt2",
         metadata=_help("weight init: gpt2 (std 0.02) or xavier (the 2025 handout's)"),
     )
+    norm_eps: float = field(
+        default=1e-5, metadata=_help("RMSNorm epsilon (both handouts: 1e-5; LLaMA's: 1e-6)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff"):
@@ -256,6 +260,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.parallel and self.norm == "post":
             raise ValueError("parallel layers need norm 'pre' or 'none', got 'post'")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)):
+            raise ValueError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
         if self.position == "rope":
             if self.d_k % 2:
                 raise ValueError(
@@ -286,7 +294,7 @@ class ModelConfig:
         return self.d_model // self.num_heads
 
     def weight_differences(self, other: ModelConfig) -> list[str]:
-        """The fields (other than :data:`KERNEL_FIELDS`) in which ``other`` differs, as
+        """The fields (other than :data:`WEIGHT_NEUTRAL_FIELDS`) in which ``other`` differs, as
         ``"name: mine vs theirs"``: empty when a checkpoint of one continues as the other.
 
         >>> a = ModelConfig(100, 16, 32, 2, 4, 64)
@@ -297,7 +305,7 @@ class ModelConfig:
         return [
             f"{k}: {mine[k]!r} vs {theirs[k]!r}"
             for k in mine
-            if k not in KERNEL_FIELDS and mine[k] != theirs[k]
+            if k not in WEIGHT_NEUTRAL_FIELDS and mine[k] != theirs[k]
         ]
 
     def to_dict(self) -> dict[str, Any]:

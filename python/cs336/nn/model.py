@@ -103,6 +103,7 @@ class TransformerLM(nn.Module):
         rope_theta: float = 10000.0,
         attention: str = "auto",
         init: str = "gpt2",
+        norm_eps: float = 1e-5,
         device: Device = None,
         dtype: Any = None,
     ) -> None:
@@ -111,7 +112,7 @@ class TransformerLM(nn.Module):
             vocab_size, context_length, d_model, num_layers, num_heads, d_ff,
             attn_pdrop, residual_pdrop, norm=norm, parallel=parallel,
             tie_embeddings=tie_embeddings, ffn=ffn, position=position,
-            rope_theta=rope_theta, attention=attention, init=init,
+            rope_theta=rope_theta, attention=attention, init=init, norm_eps=norm_eps,
         )  # fmt: skip
         self.config = cfg
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -135,12 +136,13 @@ class TransformerLM(nn.Module):
                 ffn=ffn,
                 rope=rope,
                 attention=attention,
+                norm_eps=norm_eps,
                 **kw,
             )  # fmt: skip
             for _ in range(num_layers)
         )
         if norm == "pre":  # a post-norm block's output is already normalized
-            self.ln_final = RMSNorm(d_model, **kw, **kernels)
+            self.ln_final = RMSNorm(d_model, norm_eps, **kw, **kernels)
         self._loss = cross_entropy if attention == "reference" else chunked_cross_entropy
         self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:

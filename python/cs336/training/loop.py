@@ -116,8 +116,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
 
     ``resume``: ``None`` (fresh run; refuses an ``out_dir`` that already has a
     checkpoint), ``"auto"`` (continue ``out_dir/checkpoint.pt`` if present) or a
-    checkpoint path. The checkpoint's model must match ``config.model`` except in how it
-    is computed (``attention``). Run under ``torchrun`` for DDP (one process per device).
+    checkpoint path. The checkpoint's model must match ``config.model`` except in the
+    fields that do not change its weights (``attention``, ``init``). Run under
+    ``torchrun`` for DDP (one process per device).
 
     SIGINT / SIGTERM stop the run cleanly after the current step, with a checkpoint. A
     second SIGINT raises ``KeyboardInterrupt`` at once.
