@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 /// At most this long passes between two calls of the check while work goes on.
-const CHECK_INTERVAL: Duration = Duration::from_millis(20);
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Calls a stop check at most every [`CHECK_INTERVAL`], and prints progress lines.
 pub struct Progress<'a> {

@@ -1,8 +1,9 @@
 """Ctrl-C works in every long entry point of the core: SIGINT (sent by a timer thread of the
-child process itself) stops encode, encode_iterable, encode_batch, encode_file (threaded or
-not), and training from a file or an iterator within about a second, with the exception the
-signal handler raised (KeyboardInterrupt, or SystemExit from a custom handler) and no output
-file. Each case runs in a subprocess."""
+child process itself) stops encode, encode_iterable, encode_batch (many texts, or one long
+text on one pool thread), encode_file (threaded or not), and training from a file or an
+iterator within about a second, with the exception the signal handler raised
+(KeyboardInterrupt, or SystemExit from a custom handler) and no output file. Each case runs
+in a subprocess."""
 
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ if CASE in ("file", "file_threads", "train", "exit_train", "exit_file"):
     with open(path, "w") as f:
         f.write(words(40 << 20))
 big = words(40 << 20) if CASE in ("encode", "iterable", "batch") else ""
+if CASE == "batch_one":
+    big = words(60 << 20)  # one text, on one pool thread: ~6 s to encode here
 if CASE.startswith("exit"):
     signal.signal(signal.SIGINT, lambda *_: sys.exit(7))
 work = {
     "encode": lambda: tok.encode(big),
     "iterable": lambda: sum(1 for _ in tok.encode_iterable([big])),
     "batch": lambda: tok.encode_batch([big[i : i + 250_000] for i in range(0, len(big), 250_000)]),
+    "batch_one": lambda: tok.encode_batch([big]),
     "file": lambda: tok.encode_file(path, out),
     "file_threads": lambda: tok.encode_file(path, out, num_threads=2),
     "exit_file": lambda: tok.encode_file(path, out, num_threads=2),
@@ -80,7 +84,8 @@ def run(case: str, tmp_path, delay: float = 0.5) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "case", ["encode", "iterable", "batch", "file", "file_threads", "train", "iterator"]
+    "case",
+    ["encode", "iterable", "batch", "batch_one", "file", "file_threads", "train", "iterator"],
 )
 def test_ctrl_c_stops_every_entry_point_within_a_second(case, tmp_path):
     result = run(case, tmp_path)

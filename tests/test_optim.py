@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 
 from cs336 import SGD, AdamW, TransformerLM, clip_grad_norm, param_groups
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _params(seed: int) -> list[torch.nn.Parameter]:

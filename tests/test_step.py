@@ -13,12 +13,7 @@ from cs336.training.step import evaluate, train_step
 CFG = ModelConfig(vocab_size=40, context_length=12, d_model=32, num_layers=2, num_heads=4, d_ff=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model() -> TransformerLM:

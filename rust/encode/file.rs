@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::atomic::TempFile;
 use crate::io::blocks::BlockReader;
 use crate::io::npy::{NpyDtype, NpyWriter};
+use crate::pool::install_polled;
 
 /// Bytes of text per parallel job (small, for load balance)...
 const PIECE: usize = 1 << 18;
@@ -30,8 +31,9 @@ impl Encoder {
     /// Encode the UTF-8 file `input` into a `.npy` array of token ids at `output`
     /// (`uint16` when every id fits, else `uint32`). The file is read in rounds; each is
     /// cut into pieces at safe cuts ([`crate::boundary`]) that are encoded in parallel on
-    /// `pool`, while the calling thread waits. Between rounds, on the calling thread,
-    /// `report` gets the number of input bytes done; an error it returns stops the work.
+    /// `pool`. On the calling thread, `report` gets the number of input bytes done after
+    /// each round and every few milliseconds while one runs; an error it returns stops the
+    /// work.
     /// The array is written to a temporary file next to `output` and renamed at the end,
     /// so `output` never holds a partial result.
     pub fn encode_file(
@@ -81,10 +83,13 @@ impl Encoder {
             };
             let starts = std::iter::once(0).chain(cuts.iter().copied());
             let pieces: Vec<&str> = starts.zip(&cuts).map(|(a, &b)| &text[a..b]).collect();
-            let ids: Vec<Vec<u32>> = pool.install(|| {
+            // While the pool works, the calling thread keeps reporting (and so checking
+            // for Ctrl-C): a round takes seconds on a loaded machine.
+            let done = reader.consumed();
+            let ids: Vec<Vec<u32>> = install_polled(pool, &mut || report(done), |cancel| {
                 pieces
                     .par_iter()
-                    .map(|piece| self.encode_on_thread(&caches, piece))
+                    .map(|piece| self.encode_on_thread(&caches, piece, cancel))
                     .collect::<Result<_>>()
             })?;
             for chunk in &ids {

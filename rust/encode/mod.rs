@@ -22,6 +22,7 @@ use rustc_hash::FxHashMap;
 
 use crate::boundary::Boundary;
 use crate::error::{try_reserve, try_reserve_map, Error, Result};
+use crate::pool::{install_polled, Cancel};
 use crate::pretokenize::{Pretokenizer, Segment, SpecialTokens};
 use crate::progress::Progress;
 
@@ -205,7 +206,7 @@ impl Encoder {
     }
 
     /// Token ids of each text, encoded in parallel on `pool`, in rounds of a few MB per
-    /// thread with a poll of `progress` between rounds.
+    /// thread; the calling thread checks `progress` while each round runs.
     pub fn encode_batch<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
@@ -224,10 +225,10 @@ impl Encoder {
                 bytes += texts[end].as_ref().len();
                 end += 1;
             }
-            let round: Vec<Vec<u32>> = pool.install(|| {
+            let round: Vec<Vec<u32>> = install_polled(pool, &mut || progress.check(), |cancel| {
                 texts[start..end]
                     .par_iter()
-                    .map(|text| self.encode_on_thread(&caches, text.as_ref()))
+                    .map(|text| self.encode_on_thread(&caches, text.as_ref(), cancel))
                     .collect::<Result<_>>()
             })?;
             out.extend(round);
@@ -238,11 +239,19 @@ impl Encoder {
     }
 
     /// Token ids of `text`, on a pool thread with its cache from `caches`.
-    fn encode_on_thread(&self, caches: &ThreadCaches<'_>, text: &str) -> Result<Vec<u32>> {
+    /// A long text polls `cancel` as it goes.
+    fn encode_on_thread(
+        &self,
+        caches: &ThreadCaches<'_>,
+        text: &str,
+        cancel: &Cancel,
+    ) -> Result<Vec<u32>> {
+        cancel.check()?;
         let mut cache = caches.get();
         let mut out = Vec::new();
         try_reserve(&mut out, text.len() / 4)?;
-        self.encode_into(text, &mut cache, &mut out, &Progress::silent())?;
+        let check = || cancel.check();
+        self.encode_into(text, &mut cache, &mut out, &Progress::new(None, &check))?;
         Ok(out)
     }
 

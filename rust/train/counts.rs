@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use crate::boundary::Boundary;
 use crate::error::{try_reserve_map, Error, Result};
 use crate::io::blocks::BlockReader;
-use crate::pool::pool;
+use crate::pool::{install_polled, pool};
 use crate::pretokenize::{Pretokenizer, Segment, SpecialTokens};
 use crate::progress::Progress;
 
@@ -126,12 +126,17 @@ impl PretokenCounter {
         result
     }
 
-    /// Count the pieces of `text` that end at `cuts` (each starts at the previous one).
-    fn count_cuts(&self, text: &str, cuts: &[usize]) -> Result<()> {
+    /// Count the pieces of `text` that end at `cuts` (each starts at the previous one),
+    /// checking `progress` on the calling thread while the pool counts.
+    fn count_cuts(&self, text: &str, cuts: &[usize], progress: &Progress) -> Result<()> {
         let starts = std::iter::once(0).chain(cuts.iter().copied());
         let chunks: Vec<&str> = starts.zip(cuts).map(|(a, &b)| &text[a..b]).collect();
-        self.pool
-            .install(|| chunks.par_iter().try_for_each(|c| self.count_chunk(c)))
+        install_polled(&self.pool, &mut || progress.check(), |cancel| {
+            chunks.par_iter().try_for_each(|c| {
+                cancel.check()?;
+                self.count_chunk(c)
+            })
+        })
     }
 
     /// Count each text on its own: a pretoken never spans two texts.
@@ -173,7 +178,7 @@ impl PretokenCounter {
                 want = text.len().saturating_mul(2).max(block);
                 continue;
             };
-            self.count_cuts(text, &cuts)?;
+            self.count_cuts(text, &cuts, progress)?;
             reader.consume(consumed);
             no_cut_before = 0;
             want = block;
