@@ -118,9 +118,10 @@ class Encoder:
         progress: Callable[[int], object] | None = None,
     ) -> tuple[int, int, str]:
         """Encode a UTF-8 file into a ``.npy`` array in parallel rounds; returns ``(bytes,
-        tokens, dtype)``. Between rounds, on the calling thread, signals are checked and
-        ``progress`` is called with the number of bytes done; an exception either raises
-        stops the work, leaves no output file and comes out unchanged."""
+        tokens, dtype)``. On the calling thread, signals are checked every few
+        milliseconds and ``progress`` is called with the number of bytes done after each
+        round; an exception either raises stops the work, leaves no output file and comes
+        out unchanged."""
 
     def decode_bytes(self, ids: list[int]) -> bytes: ...
 

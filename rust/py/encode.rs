@@ -164,13 +164,18 @@ impl Encoder {
     ) -> PyResult<(u64, u64, &'static str)> {
         let pool = pool(num_threads)?;
         // Ctrl-C or an exception raised by `progress` stops the work and is re-raised.
+        // `report` runs every few milliseconds; `progress` hears only of new progress.
         let signals = Signals::default();
+        let mut reported = Some(0);
         let mut report = |done: u64| -> Result<(), Error> {
             signals.call(|py| {
                 py.check_signals()?;
                 match &progress {
-                    Some(f) => f.call1(py, (done,)).map(drop),
-                    None => Ok(()),
+                    Some(f) if reported != Some(done) => {
+                        reported = Some(done);
+                        f.call1(py, (done,)).map(drop)
+                    }
+                    _ => Ok(()),
                 }
             })
         };
