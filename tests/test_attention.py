@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from reference_2025 import attention as reference_attention
 from reference_2025 import rope as reference_rope
 
-from cs336 import MultiHeadSelfAttention, RotaryEmbedding, RotaryPositionalEmbedding
+from cs336 import (
+    MultiHeadSelfAttention,
+    RotaryEmbedding,
+    RotaryPositionalEmbedding,
+    TransformerBlock,
+)
 
 
 @pytest.mark.parametrize(("d_k", "theta"), [(8, 10000.0), (16, 500.0), (2, 10.0)])
@@ -172,3 +177,34 @@ def test_attention_parameters_and_argument_errors():
     with pytest.raises(ValueError, match=r"attn_pdrop \(256\) must be in \[0, 1\)"):
         MultiHeadSelfAttention(16, 4, 256)
     assert math.isclose(MultiHeadSelfAttention(16, 4, 0.25).attn_pdrop, 0.25)
+
+
+def test_the_2024_per_head_layout_loads_into_the_joined_projections():
+    torch.manual_seed(0)
+    source = MultiHeadSelfAttention(12, 3)
+    per_head = {"output_proj.weight": source.output_proj.weight.detach().clone()}
+    for name in ("q", "k", "v"):
+        weight = getattr(source, f"{name}_proj").weight.detach()
+        for i, rows in enumerate(weight.split(4)):  # d_k = 4 rows per head
+            per_head[f"{name}_heads.{i}.weight"] = rows.clone()
+    target = MultiHeadSelfAttention(12, 3)
+    target.load_state_dict(per_head)
+    x = torch.randn(2, 5, 12)
+    assert torch.equal(target(x), source(x))
+    assert set(per_head) >= {"q_heads.0.weight", "v_heads.2.weight"}, "the caller's dict is kept"
+    # A missing head is the usual strict error.
+    del per_head["k_heads.1.weight"]
+    with pytest.raises(RuntimeError, match="k_proj.weight"):
+        MultiHeadSelfAttention(12, 3).load_state_dict(per_head)
+
+
+def test_the_per_head_layout_loads_under_a_prefix():
+    torch.manual_seed(0)
+    source = TransformerBlock(12, 3, 24)
+    state = source.state_dict()
+    for i, rows in enumerate(state.pop("attn.q_proj.weight").split(4)):
+        state[f"attn.q_heads.{i}.weight"] = rows
+    target = TransformerBlock(12, 3, 24)
+    target.load_state_dict(state)
+    x = torch.randn(2, 5, 12)
+    assert torch.equal(target(x), source(x))

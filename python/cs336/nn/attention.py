@@ -150,9 +150,10 @@ class MultiHeadSelfAttention(nn.Module):
 
     ``d_k = d_v = d_model / num_heads``. Parameters ``q_proj``, ``k_proj``, ``v_proj``,
     ``output_proj`` (no biases); the rows of q/k/v are ordered head by head and all heads
-    run in one batched matmul. The 2024 handout's call is ``MultiHeadSelfAttention(d_model,
-    num_heads, attn_pdrop)``; the 2025 handout's, with RoPE, is
-    ``MultiHeadSelfAttention(d_model, num_heads, max_seq_len=..., theta=...)``.
+    run in one batched matmul. ``load_state_dict`` also takes the 2024 handout's per-head
+    ``q_heads.{i}.weight`` / ``k_heads`` / ``v_heads`` layout. The 2024 handout's call is
+    ``MultiHeadSelfAttention(d_model, num_heads, attn_pdrop)``; the 2025 handout's, with
+    RoPE, is ``MultiHeadSelfAttention(d_model, num_heads, max_seq_len=..., theta=...)``.
 
     Args:
         d_model: model width.
@@ -204,6 +205,19 @@ class MultiHeadSelfAttention(nn.Module):
             rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device)
         # A shared RotaryPositionalEmbedding has no parameters and non-persistent buffers.
         self.rope = rope
+        self._register_load_state_dict_pre_hook(self._join_per_head_weights)
+
+    def _join_per_head_weights(self, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+        """Let ``load_state_dict`` read the 2024 handout's per-head layout too:
+        ``q_heads.{i}.weight`` (each ``(d_k, d_model)``, i < num_heads) stacked in head
+        order are ``q_proj.weight``; the same for k and v. ``state_dict`` is load_state_dict's
+        own copy; an incomplete set of heads is left as it is, for the usual error."""
+        for name in ("q", "k", "v"):
+            heads = [f"{prefix}{name}_heads.{i}.weight" for i in range(self.num_heads)]
+            if all(h in state_dict for h in heads):
+                state_dict[f"{prefix}{name}_proj.weight"] = torch.cat(
+                    [state_dict.pop(h) for h in heads]
+                )
 
     def _heads(self, x: Tensor) -> Tensor:
         *lead, t, _ = x.shape
