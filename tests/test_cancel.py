@@ -38,8 +38,8 @@ if CASE in ("file", "file_threads", "train", "exit_train", "exit_file"):
     with open(path, "w") as f:
         f.write(words(40 << 20))
 big = words(40 << 20) if CASE in ("encode", "iterable", "batch") else ""
-if CASE == "batch_one":
-    big = words(60 << 20)  # one text, on one pool thread: ~6 s to encode here
+if CASE in ("batch_one", "iterator_one"):
+    big = words(60 << 20)  # one text: seconds to encode or count here
 if CASE.startswith("exit"):
     signal.signal(signal.SIGINT, lambda *_: sys.exit(7))
 work = {
@@ -52,6 +52,7 @@ work = {
     "exit_file": lambda: tok.encode_file(path, out, num_threads=2),
     "train": lambda: train_bpe(path, 20000),
     "iterator": lambda: BPETrainer(20000).train_from_iterator(words(1 << 20) for _ in range(60)),
+    "iterator_one": lambda: BPETrainer(20000).train_from_iterator([big]),
     "exit_train": lambda: train_bpe(path, 20000),
 }[CASE]
 sent = []
@@ -85,7 +86,17 @@ def run(case: str, tmp_path, delay: float = 0.5) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
-    ["encode", "iterable", "batch", "batch_one", "file", "file_threads", "train", "iterator"],
+    [
+        "encode",
+        "iterable",
+        "batch",
+        "batch_one",
+        "file",
+        "file_threads",
+        "train",
+        "iterator",
+        "iterator_one",
+    ],
 )
 def test_ctrl_c_stops_every_entry_point_within_a_second(case, tmp_path):
     result = run(case, tmp_path)

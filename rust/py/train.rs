@@ -144,7 +144,12 @@ fn train_bpe_iter<'py>(
             break;
         }
         py.check_signals()?;
-        py.detach(|| counter.count_texts(&batch))?;
+        let signals = Signals::default();
+        let counted = py.detach(|| {
+            let check = || signals.check();
+            counter.count_texts(&batch, &Progress::new(None, &check))
+        });
+        signals.finish(counted)?;
     }
     let signals = Signals::default();
     let trained = py.detach(|| {

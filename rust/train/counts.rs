@@ -139,8 +139,13 @@ impl PretokenCounter {
         })
     }
 
-    /// Count each text on its own: a pretoken never spans two texts.
-    pub fn count_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<()> {
+    /// Count each text on its own: a pretoken never spans two texts. `progress` is
+    /// checked on the calling thread while the pool counts.
+    pub fn count_texts<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        progress: &Progress,
+    ) -> Result<()> {
         let step = self.chunking.chunk_size;
         let chunks: Vec<&str> = texts
             .iter()
@@ -151,8 +156,12 @@ impl PretokenCounter {
                 starts.zip(cuts).map(|(a, b)| &t[a..b]).collect::<Vec<_>>()
             })
             .collect();
-        self.pool
-            .install(|| chunks.par_iter().try_for_each(|c| self.count_chunk(c)))
+        install_polled(&self.pool, &mut || progress.check(), |cancel| {
+            chunks.par_iter().try_for_each(|c| {
+                cancel.check()?;
+                self.count_chunk(c)
+            })
+        })
     }
 
     /// Count the pretokens of the file at `path`, reading it block by block.
@@ -226,7 +235,7 @@ mod tests {
             },
         )
         .unwrap();
-        counter.count_texts(texts).unwrap();
+        counter.count_texts(texts, &Progress::silent()).unwrap();
         counter.finish().unwrap()
     }
 
