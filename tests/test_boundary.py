@@ -5,6 +5,7 @@ script, and it allows cuts often in text without spaces."""
 from __future__ import annotations
 
 import pytest
+from conftest import corpora
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,11 +68,13 @@ def test_custom_patterns_are_cut_only_after_special_tokens(text, specials):
         )
 
 
-@pytest.mark.parametrize(
-    ("relative", "max_gap"),
-    [("multilingual/tinystories_ru.txt", 40), ("multilingual/multilingual_mix.txt", 400)],
-)
-def test_cuts_are_frequent_in_real_text_of_other_scripts(shared_data, relative, max_gap):
+# The longest stretch without a safe cut allowed in each text (in characters).
+MAX_GAP = {"multilingual/tinystories_ru.txt": 40, "multilingual/multilingual_mix.txt": 400}
+
+
+@pytest.mark.parametrize("relative", corpora(list(MAX_GAP)))
+def test_cuts_are_frequent_in_real_text_of_other_scripts(shared_data, relative):
+    max_gap = MAX_GAP[relative]
     text = shared_data(relative).read_text(encoding="utf-8")[:200_000]
     cuts = [0, *safe_cuts(text, ["<|endoftext|>"]), len(text)]
     gaps = [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
