@@ -44,6 +44,7 @@ lint: venv
 	cargo clippy -q --all-targets --features python -- -D warnings
 	$(BIN)/ruff check python tests benchmarks
 	$(BIN)/ruff format --check python tests benchmarks
+	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test-py: build

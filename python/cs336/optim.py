@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -233,7 +233,7 @@ def _update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, s: _AdamWScalars) -> Non
 def _step_size(s: _AdamWScalars, dtype: torch.dtype) -> float:
     """``(1 - lr wd) alpha_t``, as +-inf where it overflows ``dtype`` (a diverging learning
     rate must give inf weights, which the non-finite guard catches, not a RuntimeError)."""
-    size = s.alpha * (1.0 - s.lr_wd)  # type: ignore[operator]
+    size = cast(float, s.alpha) * (1.0 - cast(float, s.lr_wd))  # numbers on this path
     return size if abs(size) <= torch.finfo(dtype).max else math.copysign(math.inf, size)
 
 

@@ -88,12 +88,10 @@ def to_hf(
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    if not isinstance(model, torch.nn.Module):
-        model = load_model(model)
-    model = unwrap_model(model)
-    if not isinstance(model, TransformerLM):
-        raise TypeError(f"to_hf exports a cs336 TransformerLM, got {type(model).__name__}")
-    cfg = model.config
+    module = unwrap_model(model if isinstance(model, torch.nn.Module) else load_model(model))
+    if not isinstance(module, TransformerLM):
+        raise TypeError(f"to_hf exports a cs336 TransformerLM, got {type(module).__name__}")
+    cfg = module.config
     check_exportable(cfg)
     if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
         tokenizer = Tokenizer.from_dir(tokenizer)
@@ -107,7 +105,7 @@ def to_hf(
             )
         eot = tokenizer.special_token_ids.get(EOT)
     config = hf_config(cfg, bos_token_id=eot, eos_token_id=eot, dtype=dtype)
-    state = {k: v.detach().to("cpu", _DTYPES[dtype]) for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", _DTYPES[dtype]) for k, v in module.state_dict().items()}
     tensors = to_hf_state_dict(state, cfg)
     generation = {"bos_token_id": eot, "eos_token_id": eot}
     out = Path(out_dir)

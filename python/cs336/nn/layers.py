@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -185,6 +186,7 @@ class FeedForward(nn.Module):
             raise ValueError(f"activation must be 'gelu' or 'silu', got {activation!r}")
         self.activation = activation
         fused = fused_kernels(kernels)
+        self._act: Callable[[Tensor], Tensor]
         if activation == "gelu":
             self._act = kernels_fused.gelu if fused else gelu
         else:

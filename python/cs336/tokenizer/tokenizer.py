@@ -117,12 +117,12 @@ class Tokenizer:
         vocab = dict(vocab)
         ids = {token: i for i, token in vocab.items()}
         special_ids: dict[str, int] = {}
-        for token in specials:
-            token_id = ids.get(token.encode("utf-8"))
-            if token_id is None:
-                token_id = max(vocab, default=-1) + 1
-                vocab[token_id] = token.encode("utf-8")
-            special_ids[token] = token_id
+        for special in specials:
+            special_id = ids.get(special.encode("utf-8"))
+            if special_id is None:
+                special_id = max(vocab, default=-1) + 1
+                vocab[special_id] = special.encode("utf-8")
+            special_ids[special] = special_id
         self._vocab = vocab
         self._merges = merges
         self._special_ids = special_ids

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -214,7 +214,7 @@ def build_optimizer(
     opt = config.optim
     groups = param_groups(model, opt.weight_decay)
     if opt.impl == "torch":
-        kwargs = {"lr": opt.lr, "betas": opt.betas, "eps": opt.eps}
+        kwargs: dict[str, Any] = {"lr": opt.lr, "betas": opt.betas, "eps": opt.eps}
         try:
             return torch.optim.AdamW(groups, fused=True, **kwargs)
         except RuntimeError:  # no fused kernel for this device: torch's default kernel
