@@ -39,7 +39,7 @@ inplace:
 test-rs:
 	cargo test -q
 
-lint: venv
+lint: build  # mypy reads the installed dependencies (torch, numpy)
 	cargo fmt --all -- --check
 	cargo clippy -q --all-targets --features python -- -D warnings
 	$(BIN)/ruff check python tests benchmarks
