@@ -181,6 +181,13 @@ impl Boundary {
     }
 }
 
+/// The pieces of `text` that end at `cuts` (ascending, as [`Boundary::cuts`] returns
+/// them): the first starts at 0, each next one at the previous cut.
+pub fn pieces<'t>(text: &'t str, cuts: &[usize]) -> Vec<&'t str> {
+    let starts = std::iter::once(0).chain(cuts.iter().copied());
+    starts.zip(cuts).map(|(a, &b)| &text[a..b]).collect()
+}
+
 /// The GPT-2 character rule at byte `p` of `s` (`0 < p < s.len()`, a character boundary).
 fn gpt2_char_rule(s: &[u8], p: usize) -> bool {
     let table = class_table();

@@ -6,6 +6,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::{Encoder, ThreadCaches};
+use crate::boundary::pieces;
 use crate::error::{Error, Result};
 use crate::io::atomic::TempFile;
 use crate::io::blocks::BlockReader;
@@ -81,8 +82,7 @@ impl Encoder {
                 want = text.len().saturating_mul(2);
                 continue;
             };
-            let starts = std::iter::once(0).chain(cuts.iter().copied());
-            let pieces: Vec<&str> = starts.zip(&cuts).map(|(a, &b)| &text[a..b]).collect();
+            let pieces = pieces(text, &cuts);
             // While the pool works, the calling thread keeps reporting (and so checking
             // for Ctrl-C): a round takes seconds on a loaded machine.
             let done = reader.consumed();

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::boundary::Boundary;
+use crate::boundary::{pieces, Boundary};
 use crate::error::{try_reserve_map, Error, Result};
 use crate::io::blocks::BlockReader;
 use crate::pool::{install_polled, pool};
@@ -126,11 +126,8 @@ impl PretokenCounter {
         result
     }
 
-    /// Count the pieces of `text` that end at `cuts` (each starts at the previous one),
-    /// checking `progress` on the calling thread while the pool counts.
-    fn count_cuts(&self, text: &str, cuts: &[usize], progress: &Progress) -> Result<()> {
-        let starts = std::iter::once(0).chain(cuts.iter().copied());
-        let chunks: Vec<&str> = starts.zip(cuts).map(|(a, &b)| &text[a..b]).collect();
+    /// Count `chunks` on the pool, checking `progress` on the calling thread meanwhile.
+    fn count_chunks(&self, chunks: &[&str], progress: &Progress) -> Result<()> {
         install_polled(&self.pool, &mut || progress.check(), |cancel| {
             chunks.par_iter().try_for_each(|c| {
                 cancel.check()?;
@@ -151,17 +148,10 @@ impl PretokenCounter {
             .iter()
             .flat_map(|t| {
                 let t = t.as_ref();
-                let cuts = self.boundary.cuts(t, step, true, 0);
-                let starts = std::iter::once(0).chain(cuts.clone());
-                starts.zip(cuts).map(|(a, b)| &t[a..b]).collect::<Vec<_>>()
+                pieces(t, &self.boundary.cuts(t, step, true, 0))
             })
             .collect();
-        install_polled(&self.pool, &mut || progress.check(), |cancel| {
-            chunks.par_iter().try_for_each(|c| {
-                cancel.check()?;
-                self.count_chunk(c)
-            })
-        })
+        self.count_chunks(&chunks, progress)
     }
 
     /// Count the pretokens of the file at `path`, reading it block by block.
@@ -187,7 +177,7 @@ impl PretokenCounter {
                 want = text.len().saturating_mul(2).max(block);
                 continue;
             };
-            self.count_cuts(text, &cuts, progress)?;
+            self.count_chunks(&pieces(text, &cuts), progress)?;
             reader.consume(consumed);
             no_cut_before = 0;
             want = block;
