@@ -1,23 +1,21 @@
-"""Training throughput of what ``cs336 train`` runs, against a plain PyTorch baseline.
+"""Training throughput of what ``cs336 train`` runs, against plain PyTorch baselines.
 
 Two measurements (``--mode``):
 
 - ``step``: in one process, cs336's own ``train_step`` built from a ``TrainConfig`` the
   way ``cs336 train`` builds it (``build_model``, ``build_optimizer``, ``wrap_model``,
-  ``autocast_for``): the defaults first, then each option alone; and the baseline eager
-  and compiled. All start from the same weights and train on the same batch. Steps run
-  back to back (the GPU is synchronised once per block of ``--steps``), variants take
-  turns over ``--repeats`` blocks; the table has the median step time, tokens/s, MFU
-  against the device's bf16 peak, the ratio to the faster baseline, the first-step loss
-  (checked against the baseline's: they start identical) and the peak CUDA memory.
+  ``autocast_for``): the defaults first, then each option (or experiment) alone; and the
+  baselines of ``plain_gpt.py``: eager, compiled with the loss outside the graph, and
+  nanoGPT's step (loss inside the compiled forward, fused AdamW, ``clip_grad_norm_``). All
+  start from the same weights and train on the same batch. Steps run back to back (the
+  GPU is synchronised once per block of ``--steps``), variants take turns over
+  ``--repeats`` blocks; the table has the median step time, tokens/s, MFU against the
+  device's bf16 peak, the ratio to the fastest baseline, the first-step loss (checked
+  against the baseline's: they start identical) and the peak CUDA memory. ``--profile``
+  adds a torch.profiler table of the default's and nanoGPT's kernels.
 - ``e2e``: ``cs336 train`` in its own process on a token file (tokens/s from its
-  metrics.jsonl), and the baseline's own training loop in its own process on the same
-  file (eager, then compiled): the ratio a user sees.
-
-The baseline is the model a PyTorch user writes: ``nn.Embedding``, ``nn.Linear`` (one QKV
-matrix), ``nn.RMSNorm``, ``F.scaled_dot_product_attention(is_causal=True)``, ``F.gelu``
-or SwiGLU with ``F.silu``, ``F.cross_entropy``, ``torch.optim.AdamW`` (fused on CUDA),
-``clip_grad_norm_``, bf16 autocast on CUDA.
+  metrics.jsonl), and the baselines' own training loop in their own processes on the same
+  file: the ratio a user sees.
 
     PYTHONPATH=python python benchmarks/bench_train_step.py --device cpu --shape cpu
     PYTHONPATH=python python benchmarks/bench_train_step.py --mode e2e --shape cpu
@@ -28,7 +26,6 @@ or SwiGLU with ``F.silu``, ``F.cross_entropy``, ``torch.optim.AdamW`` (fused on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -44,9 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from plain_gpt import BASELINES, baseline_step
+from torch import Tensor
 
-from cs336 import ModelConfig, TransformerLM
+from cs336 import AdamW, ModelConfig, TransformerLM, param_groups
 from cs336.accounting import peak_flops, train_flops_per_token
 from cs336.training.allocator import keep_freed_memory
 from cs336.training.config import DataConfig, TrainConfig, apply_overrides
@@ -54,6 +52,7 @@ from cs336.training.step import (
     autocast_for,
     build_model,
     build_optimizer,
+    compile_backend,
     compile_enabled,
     train_step,
     wrap_model,
@@ -72,6 +71,9 @@ SHAPES: dict[str, tuple[dict, int]] = {
     "tinystories-2025": (dict(vocab_size=10000, context_length=256, d_model=512,
                               num_layers=4, num_heads=16, d_ff=1344, ffn="swiglu",
                               position="rope"), 128),
+    # GPT-2 small's shape with a 32K vocabulary (configs/2024/gpt2_small.toml)
+    "gpt2-small": (dict(vocab_size=32000, context_length=1024, d_model=768, num_layers=12,
+                        num_heads=12, d_ff=3072), 32),
     "tiny": (dict(vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4,
                   d_ff=256), 8),
 }  # fmt: skip
@@ -87,114 +89,44 @@ VARIANTS: dict[str, dict[str, object]] = {
 LOSS_RTOL = 0.02  # first-step losses: same weights, bf16 rounding at most
 
 
-# ---- the plain PyTorch baseline ----------------------------------------------------------
+def _whole_model(model, cfg, device, optimizer):
+    """The model compiled as one graph (torch.compile of the whole TransformerLM)."""
+    return torch.compile(model, backend=compile_backend(device.type)), optimizer
 
 
-class PlainBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        d = cfg.d_model
-        self.n_heads, self.swiglu = cfg.num_heads, cfg.ffn == "swiglu"
-        self.ln1 = nn.RMSNorm(d, eps=1e-5)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.proj = nn.Linear(d, d, bias=False)
-        self.ln2 = nn.RMSNorm(d, eps=1e-5)
-        self.fc1 = nn.Linear(d, cfg.d_ff, bias=False)
-        self.fc3 = nn.Linear(d, cfg.d_ff, bias=False) if self.swiglu else None
-        self.fc2 = nn.Linear(cfg.d_ff, d, bias=False)
-
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (z.view(b, t, self.n_heads, -1).transpose(1, 2) for z in (q, k, v))
-        if rope is not None:
-            q, k = rotate(q, *rope), rotate(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        h = self.ln2(x)
-        if self.fc3 is not None:
-            return x + self.fc2(F.silu(self.fc1(h)) * self.fc3(h))
-        return x + self.fc2(F.gelu(self.fc1(h)))
+def _per_tensor_adamw(model, cfg, device, optimizer):
+    """AdamW multi-tensor over the separate parameters (not flat), compiled."""
+    groups = param_groups(model, cfg.optim.weight_decay)
+    opt = AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, foreach=True, compile=True)
+    return wrap_model(model, device, compiled=True), opt
 
 
-def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RoPE on adjacent pairs (as the handout writes it), the way a user would."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def _torch_cross_entropy(model, cfg, device, optimizer):
+    """The loss as F.cross_entropy on the logits inside the compiled head (nanoGPT's)."""
+    model._loss = lambda logits, t: F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), t.reshape(-1)
+    )
+    return wrap_model(model, device, compiled=True), optimizer
 
 
-class PlainGPT(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos = (
-            nn.Embedding(cfg.context_length, cfg.d_model) if cfg.position == "learned" else None
-        )
-        self.blocks = nn.ModuleList(PlainBlock(cfg) for _ in range(cfg.num_layers))
-        self.ln_f = nn.RMSNorm(cfg.d_model, eps=1e-5)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        d_k = cfg.d_model // cfg.num_heads
-        freq = cfg.rope_theta ** (-torch.arange(0, d_k, 2).double() / d_k)
-        angles = torch.outer(torch.arange(cfg.context_length).double(), freq)
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+def _cuda_graphs(model, cfg, device, optimizer):
+    """Blocks and head compiled with mode="reduce-overhead" (CUDA graphs: no launch gaps)."""
+    from cs336.nn.compiled import CompiledLM
 
-    def forward(self, idx: Tensor) -> Tensor:
-        t = idx.shape[1]
-        x = self.tok(idx)
-        rope = None
-        if self.pos is not None:
-            x = x + self.pos(torch.arange(t, device=idx.device))
-        else:
-            rope = (self.cos[:t], self.sin[:t])
-        for block in self.blocks:
-            x = block(x, rope)
-        return self.head(self.ln_f(x))
-
-    @torch.no_grad()
-    def load_from(self, ours: TransformerLM) -> None:
-        """Copy our weights (so both start identical): q/k/v stacked into one matrix."""
-        self.tok.weight.copy_(ours.token_embeddings.weight)
-        if self.pos is not None:
-            self.pos.weight.copy_(ours.position_embeddings.weight)
-        for mine, theirs in zip(self.blocks, ours.layers, strict=True):
-            a = theirs.attn
-            mine.qkv.weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
-            mine.proj.weight.copy_(a.output_proj.weight)
-            mine.ln1.weight.copy_(theirs.ln1.weight)
-            mine.ln2.weight.copy_(theirs.ln2.weight)
-            mine.fc1.weight.copy_(theirs.ffn.w1.weight)
-            mine.fc2.weight.copy_(theirs.ffn.w2.weight)
-            if mine.fc3 is not None:
-                mine.fc3.weight.copy_(theirs.ffn.w3.weight)
-        self.ln_f.weight.copy_(ours.ln_final.weight)
-        self.head.weight.copy_(ours.lm_head.weight)
+    run = CompiledLM(model, compile_backend(device.type))
+    run._blocks = [torch.compile(layer, mode="reduce-overhead") for layer in model.layers]
+    run._head = torch.compile(model.head, mode="reduce-overhead")
+    return run, optimizer
 
 
-def baseline_step(
-    cfg: ModelConfig, device: torch.device, compiled: bool, init: TransformerLM | None
-):
-    """The baseline's step function (zero_grad, forward, loss, backward, clip, AdamW)."""
-    model = PlainGPT(cfg)
-    if init is not None:
-        model.load_from(init)
-    model.to(device).train()
-    cuda = device.type == "cuda"
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=cuda or None)
-    run = torch.compile(model) if compiled else model
-    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-
-    def step(x: Tensor, y: Tensor) -> Tensor:
-        opt.zero_grad(set_to_none=True)
-        with amp():
-            logits = run(x)
-        loss = F.cross_entropy(logits.float().view(-1, cfg.vocab_size), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss.detach()
-
-    return step
+#: Experiments: levers measured against the default, not config options. Each builds the
+#: default's model and optimizer, then changes one thing.
+EXPERIMENTS: dict[str, Callable] = {
+    "exp: whole-model compile": _whole_model,
+    "exp: AdamW per tensor (not flat)": _per_tensor_adamw,
+    "exp: loss F.cross_entropy in graph": _torch_cross_entropy,
+    "exp: CUDA graphs (reduce-overhead)": _cuda_graphs,
+}
 
 
 # ---- cs336: what `cs336 train` builds -------------------------------------------------------
@@ -210,12 +142,17 @@ def train_config(model: dict, batch: int, device: str, overrides: dict[str, obje
     return TrainConfig.from_dict(apply_overrides(d, overrides))
 
 
-def cs336_step(cfg: TrainConfig, device: torch.device, init: TransformerLM):
+def cs336_step(
+    cfg: TrainConfig, device: torch.device, init: TransformerLM, experiment: Callable | None = None
+):
     model = build_model(cfg, device)
     model.load_state_dict(init.state_dict())
     compiled = compile_enabled(cfg, device)
     optimizer = build_optimizer(cfg, model, device, compiled=compiled)
-    run = wrap_model(model, device, compiled=compiled)
+    if experiment is None:
+        run = wrap_model(model, device, compiled=compiled)
+    else:
+        run, optimizer = experiment(model, cfg, device, optimizer)
     autocast = autocast_for(cfg, device)
 
     def step(x: Tensor, y: Tensor) -> Tensor:
@@ -227,6 +164,28 @@ def cs336_step(cfg: TrainConfig, device: torch.device, init: TransformerLM):
 
 
 # ---- step mode -------------------------------------------------------------------------------
+
+
+def _profile(name: str, step: Callable, x: Tensor, y: Tensor, steps: int, rows: int) -> None:
+    """torch.profiler over ``steps`` steps: the kernels by total device time per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(x, y)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    total = sum(e.self_device_time_total for e in events)
+    print(f"\n### profile: {name} ({steps} steps; per step: {total / steps / 1e3:.2f} ms of "
+          f"kernels, {sum(e.count for e in events) / steps:.0f} launches)\n")  # fmt: skip
+    print("| kernel | ms/step | calls/step | share |")
+    print("|---|---:|---:|---:|")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:rows]:
+        ms, share = e.self_device_time_total / steps / 1e3, 100 * e.self_device_time_total / total
+        name = e.key[:90].replace("|", "/")
+        print(f"| {name} | {ms:.3f} | {e.count / steps:.0f} | {share:.1f}% |")
 
 
 def bench_steps(args: argparse.Namespace) -> None:
@@ -242,27 +201,32 @@ def bench_steps(args: argparse.Namespace) -> None:
     x, y = data[:, :-1].to(device), data[:, 1:].to(device)
     steps: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
     for name in args.variants:
-        steps[name] = cs336_step(
-            train_config(model_fields, batch, args.device, VARIANTS[name]), device, init
-        )
-    steps["baseline eager"] = baseline_step(base_cfg.model, device, False, init)
-    if args.baseline_compile:
-        steps["baseline compiled"] = baseline_step(base_cfg.model, device, True, init)
+        overrides = VARIANTS.get(name, {})
+        cfg = train_config(model_fields, batch, args.device, overrides)
+        steps[name] = cs336_step(cfg, device, init, EXPERIMENTS.get(name))
+    for name in args.baselines:
+        steps[name] = baseline_step(base_cfg.model, device, BASELINES[name], init)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    first, peak_mem, times = {}, {}, {name: [] for name in steps}
-    for name, step in steps.items():  # warm-up: compilation, allocator, first loss
+    first, peak_mem, warmup, times = {}, {}, {}, {name: [] for name in steps}
+    for name, step in list(steps.items()):  # warm-up: compilation, allocator, first loss
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        first[name] = float(step(x, y))
-        for _ in range(args.warmup - 1):
-            step(x, y)
-        sync()
-        print(f"warm-up {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        try:
+            first[name] = float(step(x, y))
+            for _ in range(args.warmup - 1):
+                step(x, y)
+            sync()
+        except Exception as e:  # an experiment that does not run: say so, measure the rest
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:150]} |")
+            del steps[name], times[name]
+            continue
+        warmup[name] = time.perf_counter() - start
+        print(f"warm-up {name}: {warmup[name]:.1f} s", file=sys.stderr, flush=True)
         peak_mem[name] = (
             torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         )
@@ -283,7 +247,7 @@ def bench_steps(args: argparse.Namespace) -> None:
         else (peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
     )
     medians = {name: statistics.median(t) for name, t in times.items()}
-    best_base = min(v for k, v in medians.items() if k.startswith("baseline"))
+    best_base = min(v for k, v in medians.items() if k in BASELINES)
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -294,22 +258,29 @@ def bench_steps(args: argparse.Namespace) -> None:
     )
     print(
         f"batch {batch} x {ctx} tokens; {flops:.4e} train FLOPs/token; "
-        f"{args.repeats} blocks of {args.steps} steps after {args.warmup} warm-up steps\n"
+        f"{args.repeats} blocks of {args.steps} steps after {args.warmup} warm-up steps "
+        f"(warm-up s: compilation, in this process's order)\n"
     )
-    print("| variant | step ms | tokens/s | MFU | vs faster baseline | first loss | peak GiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| variant | step ms | tokens/s | MFU | vs fastest baseline | first loss | peak GiB "
+        "| warm-up s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k, sec in medians.items():
         tps = tokens / sec
         mfu = f"{100 * tps * flops / peak:.1f}%" if peak else "n/a"
         print(
-            f"| {k} | {1e3 * sec:.1f} | {tps:,.0f} | {mfu} | {best_base / sec:.2f}x "
-            f"| {first[k]:.5f} | {peak_mem[k]:.2f} |"
+            f"| {k} | {1e3 * sec:.2f} | {tps:,.0f} | {mfu} | {best_base / sec:.2f}x "
+            f"| {first[k]:.5f} | {peak_mem[k]:.2f} | {warmup[k]:.1f} |"
         )
-    ref = first["baseline eager"]
+    ref = first[next(k for k in BASELINES if k in first)]
     bad = {k: v for k, v in first.items() if abs(v - ref) > LOSS_RTOL * ref}
     if bad:
         raise SystemExit(f"first-step losses disagree with the baseline's {ref:.5f}: {bad}")
     print(f"\nfirst-step losses agree with the baseline's within {100 * LOSS_RTOL:g}%")
+    if args.profile and device.type == "cuda":
+        for name in (args.variants[0], args.baselines[-1]):
+            _profile(name, steps[name], x, y, args.profile, args.profile_rows)
 
 
 # ---- e2e mode -------------------------------------------------------------------------------
@@ -365,14 +336,13 @@ def _cli_tokens_per_s(cfg: dict, out: Path, steps: int) -> float:
     return statistics.median(rates)  # the first window holds start-up and compilation
 
 
-def _baseline_tokens_per_s(args: argparse.Namespace, train: Path, compiled: bool) -> float:
+def _baseline_tokens_per_s(args: argparse.Namespace, train: Path, kind: str) -> float:
     cmd = [sys.executable, __file__, "--mode", "baseline-run", "--shape", args.shape,
            "--device", args.device, "--tokens", str(train), "--train-steps", str(args.train_steps),
            "--log-interval", str(args.log_interval)]  # fmt: skip
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    if compiled:
-        cmd.append("--compiled")
+    cmd += ["--baseline-kind", kind]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
@@ -389,9 +359,8 @@ def bench_e2e(args: argparse.Namespace) -> None:
                    checkpoint_interval=0, progress=False, out_dir=str(out / "run"))  # fmt: skip
         cfg["data"] = dataclasses.asdict(DataConfig(str(train), str(val), batch_size=batch))
         results = {"cs336 train (defaults)": _cli_tokens_per_s(cfg, out, args.train_steps)}
-        results["baseline eager"] = _baseline_tokens_per_s(args, train, False)
-        if args.baseline_compile:
-            results["baseline compiled"] = _baseline_tokens_per_s(args, train, True)
+        for name in args.baselines:
+            results[name] = _baseline_tokens_per_s(args, train, BASELINES[name])
     best = max(v for k, v in results.items() if k.startswith("baseline"))
     print(
         f"shape {args.shape}, batch {batch}, {args.train_steps} steps on {args.device}; "
@@ -411,7 +380,7 @@ def baseline_run(args: argparse.Namespace) -> None:
     batch = args.batch_size or default_batch
     cfg = ModelConfig(**model_fields)
     torch.manual_seed(0)
-    step = baseline_step(cfg, device, args.compiled, None)
+    step = baseline_step(cfg, device, args.baseline_kind, None)
     data = np.load(args.tokens, mmap_mode="r")
     ctx = cfg.context_length
     rates, start = [], time.perf_counter()
@@ -434,17 +403,28 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu")
     parser.add_argument("--batch-size", type=int, help="sequences per step (the shape's default)")
     parser.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), help="cs336 variants (step mode)"
+        "--variants",
+        nargs="+",
+        choices=[*VARIANTS, *EXPERIMENTS],
+        help="cs336 variants and experiments (step mode)",
     )
+    parser.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=list(BASELINES),
+        default=list(BASELINES),
+        help="plain PyTorch baselines (step mode; default all)",
+    )
+    parser.add_argument("--profile", type=int, default=0, help="profile N steps (CUDA)")
+    parser.add_argument("--profile-rows", type=int, default=25, help="kernels in the table")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed block (5)")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant (5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
-    parser.add_argument("--no-baseline-compile", dest="baseline_compile", action="store_false")
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak TFLOP/s for MFU")
     parser.add_argument("--train-steps", type=int, default=60, help="e2e: steps per run (60)")
     parser.add_argument("--log-interval", type=int, default=10, help="e2e: steps per window (10)")
     parser.add_argument("--tokens", help=argparse.SUPPRESS)
-    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-kind", choices=list(BASELINES.values()), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variants is None:
         cuda = args.device.startswith("cuda")

@@ -311,3 +311,129 @@ def test_the_device_gated_update_equals_the_plain_one(skip):
         assert all(torch.equal(q, r) for q, r in zip(b, before, strict=True))
     for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(q, p, atol=1e-12, rtol=1e-12)
+
+
+def _handout_2026_adamw_float64(w0, xs, lr, wd, betas=(0.9, 0.999), eps=1e-8):
+    """The toy problem under the 2026 handout's AdamW (decay first), in float64."""
+    w = w0.double()
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    beta1, beta2 = betas
+    for t, x in enumerate(xs, 1):
+        x = x.double()
+        grad = -2 * torch.outer(torch.stack([x[0] + x[1], -x[2]]) - w @ x, x)
+        w = w - lr * wd * w
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad**2
+        w = w - lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) * m / (v.sqrt() + eps)
+    return w
+
+
+@pytest.mark.parametrize("flat", [False, True])
+@pytest.mark.parametrize(("lr", "wd"), [(1e-3, 0.01), (1e-5, 0.01), (1e-2, 0.1)])
+def test_decay_before_is_the_2026_handout_formula_over_1000_float32_steps(lr, wd, flat):
+    torch.manual_seed(42)
+    model = torch.nn.Linear(3, 2, bias=False)
+    w0 = model.weight.detach().clone()
+    xs = [torch.rand(3) for _ in range(1000)]
+    opt = AdamW(model.parameters(), lr=lr, weight_decay=wd, decay="before", flat=flat)
+    for x in xs:
+        opt.zero_grad()
+        ((torch.stack([x[0] + x[1], -x[2]]) - model(x)) ** 2).sum().backward()
+        opt.step()
+    expected = _handout_2026_adamw_float64(w0, xs, lr, wd)
+    torch.testing.assert_close(model.weight.detach().double(), expected, atol=1e-6, rtol=0)
+    if lr * wd > 1e-4:  # the orders differ by more than the tolerance: the test can fail
+        after = _handout_adamw_float64(w0, xs, lr, wd)
+        assert (after - expected).abs().max() > 1e-5
+
+
+def _two_groups(seed: int) -> tuple[list[torch.nn.Parameter], list[dict]]:
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(7, 5), (33,), (2, 3, 4), (65,)]
+    params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    return params, [{"params": params[:3]}, {"params": params[3:], "weight_decay": 0.0}]
+
+
+def _train(opt, params, steps, seed, missing_grad_at=None):
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for i, p in enumerate(params):
+            p.grad = None if (i, step) == missing_grad_at else torch.randn(p.shape, generator=g)
+        opt.step()
+
+
+@pytest.mark.parametrize("decay", ["after", "before"])
+@pytest.mark.parametrize("missing_grad_at", [None, (1, 2)])
+def test_the_flat_update_is_the_loop_bit_for_bit(decay, missing_grad_at):
+    """flat=True keeps each group in one buffer (the parameters become views of it) and
+    updates it in one pass: in float32 exactly the loop's numbers, also across a step where
+    one parameter has no gradient (that group is then updated tensor by tensor)."""
+    a, groups_a = _two_groups(0)
+    b, groups_b = _two_groups(0)
+    kw = dict(lr=0.03, betas=(0.8, 0.95), weight_decay=0.1, decay=decay)
+    loop, flat = AdamW(groups_a, **kw), AdamW(groups_b, flat=True, **kw)
+    storages = {p.untyped_storage().data_ptr() for p in b}
+    assert len(storages) == 2  # one buffer per group
+    _train(loop, a, 6, 1, missing_grad_at)
+    _train(flat, b, 6, 1, missing_grad_at)
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p, q)
+        assert torch.equal(loop.state[p]["exp_avg_sq"], flat.state[q]["exp_avg_sq"])
+
+
+def test_flat_state_dicts_load_into_any_adamw_and_continue_identically():
+    a, groups_a = _two_groups(3)
+    b, groups_b = _two_groups(3)
+    flat, loop = AdamW(groups_a, lr=0.02, flat=True), AdamW(groups_b, lr=0.02)
+    _train(flat, a, 3, 4)
+    _train(loop, b, 3, 4)
+    # flat -> plain and plain -> flat, through torch.save
+    saved_flat, saved_loop = io.BytesIO(), io.BytesIO()
+    torch.save(flat.state_dict(), saved_flat)
+    torch.save(loop.state_dict(), saved_loop)
+    c, groups_c = _two_groups(3)
+    d, groups_d = _two_groups(3)
+    with torch.no_grad():
+        for x, y, p, q in zip(c, d, a, b, strict=True):
+            x.copy_(q)
+            y.copy_(p)
+    plain_from_flat, flat_from_plain = AdamW(groups_d, lr=0.02), AdamW(groups_c, lr=0.02, flat=True)
+    plain_from_flat.load_state_dict(torch.load(io.BytesIO(saved_flat.getvalue())))
+    flat_from_plain.load_state_dict(torch.load(io.BytesIO(saved_loop.getvalue())))
+    for opt, params in [(flat, a), (loop, b), (plain_from_flat, d), (flat_from_plain, c)]:
+        _train(opt, params, 3, 5)
+    for p, q, x, y in zip(a, b, c, d, strict=True):
+        assert torch.equal(p, q) and torch.equal(x, q) and torch.equal(y, q)
+
+
+def test_flat_adamw_refuses_mixed_groups_and_moved_parameters():
+    with pytest.raises(ValueError, match="one dtype on one device"):
+        AdamW([torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2).double())],
+              flat=True)  # fmt: skip
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = AdamW([p], flat=True)
+    p.data = torch.zeros(3)  # replaced behind the optimizer's back
+    p.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="no longer live in the optimizer's buffer"):
+        opt.step()
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_gated_flat_update_equals_the_plain_one(skip):
+    a, groups_a = _two_groups(8)
+    b, groups_b = _two_groups(8)
+    plain, gated = AdamW(groups_a, lr=0.03), AdamW(groups_b, lr=0.03, flat=True)
+    gated._compiled = True  # the device-gated path, without compiling
+    for step in range(3):
+        skipped = skip and step == 2
+        for p, q in zip(a, b, strict=True):
+            p.grad = torch.full_like(p, 0.3 * (step + 1))
+            q.grad = torch.full_like(q, float("nan")) if skipped else p.grad.clone()
+        before = [q.detach().clone() for q in b]
+        if not skipped:
+            plain.step()
+        gated.step(skip=torch.tensor(skipped))
+        if skipped:
+            assert all(torch.equal(q, r) for q, r in zip(b, before, strict=True))
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-6)

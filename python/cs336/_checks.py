@@ -32,3 +32,16 @@ def num_threads(value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"num_threads must be a positive int or None, got {value!r}")
     return value
+
+
+def nonnegative(**values: float) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that is negative or NaN.
+
+    >>> nonnegative(lr=1e-3, eps=-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: eps must be >= 0, got -1.0
+    """
+    for name, value in values.items():
+        if not value >= 0.0:  # also rejects NaN
+            raise ValueError(f"{name} must be >= 0, got {value}")

@@ -284,6 +284,21 @@ class TransformerLM(nn.Module):
             ValueError: if ``token_ids`` is not a 2-D integer tensor, or the sequence (plus what the
                 cache holds) is longer than ``context_length``.
         """
+        start = kv_cache.length if kv_cache is not None else 0
+        x = self.embed(token_ids, start, cached=kv_cache is not None)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cache=kv_cache.layers[i] if kv_cache is not None else None)
+        return self.head(x, targets)
+
+    def embed(self, token_ids: Tensor, start: int = 0, *, cached: bool = False) -> Tensor:
+        """The residual stream entering the first block: token embeddings, plus the
+        learned positions ``start .. start + T - 1`` (``position="learned"``), then dropout;
+        ``(B, T)`` ids -> ``(B, T, d_model)``. :meth:`forward`'s first part.
+
+        Raises:
+            ValueError: if ``token_ids`` is not a 2-D integer tensor, or ``start + T``
+                exceeds ``context_length`` (``cached``: the message speaks of the cache).
+        """
         if token_ids.ndim != 2:
             raise ValueError(
                 f"token_ids must have shape (batch, seq), got {tuple(token_ids.shape)}"
@@ -291,10 +306,9 @@ class TransformerLM(nn.Module):
         if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex:
             raise ValueError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
         t = token_ids.shape[1]
-        start = kv_cache.length if kv_cache is not None else 0
         ctx = self.config.context_length
         if start + t > ctx:
-            if kv_cache is None:
+            if not cached:
                 raise ValueError(f"sequence length {t} exceeds context_length ({ctx})")
             raise ValueError(
                 f"kv cache holds {start} tokens; {t} more would exceed context_length ({ctx})"
@@ -305,8 +319,12 @@ class TransformerLM(nn.Module):
             x = x + self.position_embeddings(positions)  # (T, d_model) broadcast
         if self.dropout.p > 0.0:
             x = self.dropout(x)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cache=kv_cache.layers[i] if kv_cache is not None else None)
+        return x
+
+    def head(self, x: Tensor, targets: Tensor | None = None) -> Tensor:
+        """The last block's output ``(B, T, d_model)`` -> logits ``(B, T, vocab_size)``
+        (after ``ln_final`` with pre-norm), or with ``targets`` the mean cross-entropy.
+        :meth:`forward`'s last part."""
         if hasattr(self, "ln_final"):
             x = self.ln_final(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)

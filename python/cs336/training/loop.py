@@ -29,6 +29,7 @@ import json
 import math
 import os
 import signal
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,6 +160,7 @@ class _Run:
     """One call of :func:`train` on one process: setup, then :meth:`run`."""
 
     def __init__(self, config: TrainConfig, rank: int, world: int, device: torch.device) -> None:
+        self.began = time.perf_counter()
         self.cfg, self.rank, self.world, self.device = config, rank, world, device
         self.ctx = config.context_length
         per_step = config.data.grad_accum_steps * world
@@ -439,6 +441,10 @@ class _Run:
                 validate()
             while state.step < cfg.max_steps:
                 pending.append(self._step(state))
+                if len(pending) == 1 and state.step == start:  # the first step: how long to it
+                    float(pending[0].stats.loss)  # waits for it (once)
+                    say(f"first step done {time.perf_counter() - self.began:.1f} s after the run "
+                        "began (data checks, model, compilation)")  # fmt: skip
                 session_tokens += tokens_per_step
                 state.advance(tokens_per_step, meter.elapsed)
                 bar.update(1)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cs336.nn.compiled import CompiledLM
 from cs336.nn.model import TransformerLM
 from cs336.optim import SGD, AdamW, clip_grad_norm, param_groups
 from cs336.training.config import TrainConfig
@@ -152,14 +153,20 @@ def build_model(config: TrainConfig, device: torch.device) -> TransformerLM:
 def wrap_model(
     model: nn.Module, device: torch.device, *, world: int = 1, compiled: bool = False
 ) -> nn.Module:
-    """The module :func:`train_step` runs: ``model`` in DDP when ``world > 1`` (under
-    torchrun), then compiled (model and loss in one graph) when ``compiled``."""
+    """The module :func:`train_step` runs: ``model`` compiled when ``compiled`` (a
+    :class:`~cs336.TransformerLM` block by block and head with loss, see
+    :class:`~cs336.nn.compiled.CompiledLM`; another module whole), then in DDP when
+    ``world > 1`` (under torchrun)."""
+    if compiled:
+        backend = compile_backend(device.type)
+        if isinstance(model, TransformerLM):
+            model = CompiledLM(model, backend)
+        else:
+            model = cast(nn.Module, torch.compile(model, backend=backend))
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, ids)
-    if not compiled:
-        return model
-    return cast(nn.Module, torch.compile(model, backend=compile_backend(device.type)))
+    return model
 
 
 # compile="auto" on the CPU: compile when the run would take longer than this uncompiled.
@@ -207,9 +214,14 @@ def build_optimizer(
     """The run's AdamW with ``config.optim``'s hyperparameters and no weight decay on
     norms and embeddings (:func:`~cs336.optim.param_groups`).
 
-    ``optim.impl = "cs336"``: :class:`~cs336.AdamW` (the handout's formula), multi-tensor
-    on CUDA, and compiled when the step is (``compiled``). ``"torch"``:
-    ``torch.optim.AdamW`` with its fused kernel where torch has one for ``device``.
+    ``optim.impl = "cs336"``: :class:`~cs336.AdamW` (the handout's formula). When the step
+    is compiled (``compiled``), the update is too, over flat buffers: one fused kernel per
+    param group (the model's parameters move into the buffers, so call this before
+    :func:`wrap_model`). Otherwise multi-tensor on CUDA, and per tensor on the CPU, where
+    each small tensor's update stays in cache (flat and uncompiled, every operation would
+    stream all parameters through memory: 40% slower, benchmarks/RESULTS.md).
+    ``"torch"``: ``torch.optim.AdamW`` with its fused kernel where torch has one for
+    ``device``.
     """
     opt = config.optim
     groups = param_groups(model, opt.weight_decay)
@@ -219,10 +231,9 @@ def build_optimizer(
             return torch.optim.AdamW(groups, fused=True, **kwargs)
         except RuntimeError:  # no fused kernel for this device: torch's default kernel
             return torch.optim.AdamW(groups, **kwargs)
-    # On the CPU the per-tensor loop is faster than the multi-tensor one (which makes
-    # more temporaries); compiled, either becomes one fused update (4x faster there).
     cuda = device.type == "cuda"
-    return AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled)
+    return AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled,
+                 flat=compiled)  # fmt: skip
 
 
 def autocast_for(config: TrainConfig, device: torch.device) -> Autocast:
