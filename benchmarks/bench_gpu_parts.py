@@ -221,9 +221,13 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu_parts.py needs CUDA")
     print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}")
+    parts = {"ceilings": ceilings, "head": head, "attention": attention, "loss": loss,
+             "adamw": adamw, "fp8": fp8}  # fmt: skip
     for part in args.only.split(","):
-        {"ceilings": ceilings, "head": head, "attention": attention, "loss": loss,
-         "adamw": adamw, "fp8": fp8}[part]()  # fmt: skip
+        try:
+            parts[part]()
+        except Exception as e:  # noqa: BLE001 - report it and measure the other parts
+            print(f"\n{part} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
 
 
 if __name__ == "__main__":

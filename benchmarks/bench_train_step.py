@@ -94,6 +94,13 @@ def _whole_model(model, cfg, device, optimizer):
     return torch.compile(model, backend=compile_backend(device.type)), optimizer
 
 
+def _block_by_block(model, cfg, device, optimizer):
+    """Each block compiled once and reused, and the head with the loss (CompiledLM)."""
+    from cs336.nn.compiled import CompiledLM
+
+    return CompiledLM(model, compile_backend(device.type)), optimizer
+
+
 def _per_tensor_adamw(model, cfg, device, optimizer):
     """AdamW multi-tensor over the separate parameters (not flat), compiled."""
     groups = param_groups(model, cfg.optim.weight_decay)
@@ -123,6 +130,7 @@ def _cuda_graphs(model, cfg, device, optimizer):
 #: default's model and optimizer, then changes one thing.
 EXPERIMENTS: dict[str, Callable] = {
     "exp: whole-model compile": _whole_model,
+    "exp: block-by-block compile": _block_by_block,
     "exp: AdamW per tensor (not flat)": _per_tensor_adamw,
     "exp: loss F.cross_entropy in graph": _torch_cross_entropy,
     "exp: CUDA graphs (reduce-overhead)": _cuda_graphs,
@@ -226,6 +234,10 @@ def bench_steps(args: argparse.Namespace) -> None:
             del steps[name], times[name]
             continue
         warmup[name] = time.perf_counter() - start
+        if name == args.variants[0] and compile_enabled(base_cfg, device):
+            from torch._dynamo.utils import compile_times
+
+            print(f"compile times of {name} (s):\n{compile_times()}", file=sys.stderr, flush=True)
         print(f"warm-up {name}: {warmup[name]:.1f} s", file=sys.stderr, flush=True)
         peak_mem[name] = (
             torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")

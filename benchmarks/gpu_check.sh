@@ -20,7 +20,7 @@
 #   PYTHON=~/.cache/cs336/venv/bin/python bash benchmarks/gpu_check.sh --dry-run
 #                                            # here: tiny shapes on the CPU (checks the script)
 #
-# Environment: PYTHON (python3), OUT (results; the device tool sets it), GPT2_STEPS (300).
+# Environment: PYTHON (python3), OUT (results; the device tool sets it), GPT2_STEPS (200).
 # Results (at most 8 files): env.txt, gpu_tests.txt, bench_2024.md, bench_2025.md (explore:
 # parts.md), runs.tar.gz (each run's metrics.jsonl, log, command, loss.png, samples), and
 # summary.md (printed last).
@@ -32,7 +32,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/cs336-gpu-check}
 WORK=$(mktemp -d)
 DATA=.carry/gpu
-GPT2_STEPS=${GPT2_STEPS:-300}
+GPT2_STEPS=${GPT2_STEPS:-200}
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 failed=()
@@ -81,15 +81,15 @@ if [ $MODE = explore ]; then
     cat "$OUT/parts.md" >> "$OUT/summary.md"
     note "2. training step, ${SHAPES[0]} (2024), the experiments"
     bench bench_2024 230 "${SHAPES[0]}" --profile 5 --variants default \
-        "exp: whole-model compile" "exp: AdamW per tensor (not flat)" \
+        "exp: block-by-block compile" "exp: AdamW per tensor (not flat)" \
         "exp: loss F.cross_entropy in graph" "exp: CUDA graphs (reduce-overhead)"
     grep -A 32 "^### profile" "$OUT/bench_2024.md" >> "$OUT/summary.md"
 else
     note "2. training step, ${SHAPES[0]} (2024) and ${SHAPES[1]} (2025)"
-    bench bench_2024 240 "${SHAPES[0]}" --profile 5 --variants default compile=false \
-        "reference kernels" optim.impl=torch
+    bench bench_2024 200 "${SHAPES[0]}" --profile 5 --variants default \
+        "exp: block-by-block compile" compile=false optim.impl=torch
     grep -A 22 "^### profile" "$OUT/bench_2024.md" >> "$OUT/summary.md"
-    bench bench_2025 160 "${SHAPES[1]}" --variants default
+    bench bench_2025 140 "${SHAPES[1]}" --variants default
 fi
 
 # ---- 3. runs as a user runs them -------------------------------------------------------------
@@ -146,6 +146,12 @@ if [ $MODE != explore ]; then
     fi
 fi
 [ -d "$WORK/runs" ] && tar -C "$WORK" -czf "$OUT/runs.tar.gz" runs
+if [ $MODE = final ]; then
+    note "4. the AdamW update and FP8 matmuls alone (bench_gpu_parts.py)"
+    timeout 60 $PY benchmarks/bench_gpu_parts.py --only adamw,fp8 > "$OUT/parts.md" 2>&1 \
+        || failed+=("parts")
+    grep -E "^(\||###|[a-z0-9]+ failed)" "$OUT/parts.md" >> "$OUT/summary.md"
+fi
 
 echo
 cat "$OUT/summary.md"

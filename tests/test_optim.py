@@ -257,9 +257,11 @@ def test_clip_grad_norm_accumulates_bf16_gradients_in_float32():
     assert p.grad.dtype == torch.bfloat16
 
 
-def test_compiled_adamw_update_matches_foreach_and_compiles_once(monkeypatch):
-    """compile=True traces the multi-tensor update once (fullgraph; the per-step numbers
-    are tensors) and agrees with the eager update; aot_eager stands in for inductor."""
+@pytest.mark.parametrize("flat", [False, True])
+def test_compiled_adamw_update_matches_foreach_and_compiles_once(monkeypatch, flat):
+    """compile=True traces the update once (fullgraph; the per-step numbers are tensors;
+    flat: every group's buffers in one graph) and agrees with the eager update; a
+    recording backend stands in for inductor."""
     calls = []
     real = torch.compile
 
@@ -272,10 +274,12 @@ def test_compiled_adamw_update_matches_foreach_and_compiles_once(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", counting)
     a, b = _params(7), _params(7)
+    groups = [{"params": b[:2]}, {"params": b[2:], "weight_decay": 0.0}]
     eager, compiled = (
-        AdamW(a, lr=0.02, weight_decay=0.1, foreach=True),
-        AdamW(b, lr=0.02, weight_decay=0.1, compile=True),
-    )
+        AdamW([{"params": a[:2]}, {"params": a[2:], "weight_decay": 0.0}], lr=0.02,
+              weight_decay=0.1, foreach=True),
+        AdamW(groups, lr=0.02, weight_decay=0.1, compile=True, flat=flat),
+    )  # fmt: skip
     for i in range(4):
         for p, q in zip(a, b, strict=True):
             p.grad = torch.full_like(p, 0.1 * (i + 1))
@@ -283,7 +287,7 @@ def test_compiled_adamw_update_matches_foreach_and_compiles_once(monkeypatch):
         skip = torch.tensor(i == 2)
         eager.step(skip=skip)
         compiled.step(skip=skip)
-    assert len(calls) == 1
+    assert len(calls) == (1 if flat else 2)  # multi-tensor: one graph per group's list
     for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(q, p, atol=1e-12, rtol=1e-12)
 

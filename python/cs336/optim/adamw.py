@@ -115,12 +115,13 @@ class AdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.foreach = foreach or compile or flat
         self._compiled = compile
+        # the gated updates, compiled on first use when compile=True (see _compiled_call)
+        self._gated: Callable[..., None] = _gated_foreach_update
+        self._gated_flat: Callable[..., None] = _gated_flat_update
+        if compile:
+            self._gated = torch.compile(_gated_foreach_update, fullgraph=True, dynamic=False)
+            self._gated_flat = torch.compile(_gated_flat_update, fullgraph=True, dynamic=False)
         self._gated_ran = False
-        self._gated: Callable[..., None] = (
-            torch.compile(_gated_foreach_update, fullgraph=True, dynamic=False)
-            if compile
-            else _gated_foreach_update
-        )
         self._flat = [_FlatGroup(g["params"]) if flat else None for g in self.param_groups]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -140,6 +141,7 @@ class AdamW(torch.optim.Optimizer):
         # update, which wants the same graph every step) it gates the update on the device.
         gated = skip is not None and (self._compiled or skip.device.type != "cpu")
         skipped = skip is not None and not gated and bool(skip)
+        flat_work: list[tuple[_FlatGroup, list[Tensor], _AdamWNumbers]] = []
         for i, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             steps = self._advance(params)
@@ -147,23 +149,41 @@ class AdamW(torch.optim.Optimizer):
                 continue
             flat = self._flat[i] if i < len(self._flat) else None
             if flat is not None and len(steps) == 1 and len(params) == len(group["params"]):
-                numbers = _adamw_numbers(group, steps.pop(), skip if gated else None)
-                flat.update(params, self.state, numbers, self._update_fn(gated))
+                flat_work.append((flat, params, _adamw_numbers(group, steps.pop())))
                 continue
             # Parameters of one group can be at different steps (e.g. after adding some):
             # the multi-tensor paths need one step count per call.
             for t in sorted(steps):
                 at_t = [p for p in params if self.state[p]["step"] == t]
-                numbers = _adamw_numbers(group, t, skip if gated else None)
-                if gated or self.foreach:
-                    ms = [self.state[p]["exp_avg"] for p in at_t]
-                    vs = [self.state[p]["exp_avg_sq"] for p in at_t]
-                    self._update_fn(gated)(at_t, [p.grad for p in at_t], ms, vs, numbers)
+                numbers = _adamw_numbers(group, t)
+                ms = [self.state[p]["exp_avg"] for p in at_t]
+                vs = [self.state[p]["exp_avg_sq"] for p in at_t]
+                if gated:
+                    assert skip is not None
+                    args = (at_t, [p.grad for p in at_t], ms, vs, *_constants([numbers]))
+                    self._compiled_call("_gated", (*args, skip, _device_numbers([numbers], skip)))
+                elif self.foreach:
+                    _foreach_update(at_t, [p.grad for p in at_t], ms, vs, numbers)
                 else:
-                    for p in at_t:
-                        state = self.state[p]
-                        _update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], numbers)
+                    for p, m, v in zip(at_t, ms, vs, strict=True):
+                        _update(p, p.grad, m, v, numbers)
+        if flat_work:
+            self._flat_step(flat_work, skip if gated else None)
         return loss
+
+    def _flat_step(
+        self, work: list[tuple[_FlatGroup, list[Tensor], _AdamWNumbers]], skip: Tensor | None
+    ) -> None:
+        """Every flat group's update: gated, all groups in one (compiled) call."""
+        buffers = [flat.prepare(params, self.state) for flat, params, _ in work]
+        numbers = [n for _, _, n in work]
+        if skip is None:
+            for (p, g, m, v), n in zip(buffers, numbers, strict=True):
+                _foreach_update([p], [g], [m], [v], n)
+            return
+        ps, gs, ms, vs = (list(x) for x in zip(*buffers, strict=True))
+        args = (ps, gs, ms, vs, *_constants(numbers), skip, _device_numbers(numbers, skip))
+        self._compiled_call("_gated_flat", args)
 
     def _advance(self, params: list[Tensor]) -> set[int]:
         """Create missing state and count one more step for each parameter; the step
@@ -179,40 +199,30 @@ class AdamW(torch.optim.Optimizer):
             steps.add(state["step"])
         return steps
 
-    def _update_fn(self, gated: bool) -> Callable[..., None]:
-        return self._gated_update if gated else _foreach_update
-
     def use_eager_update(self) -> None:
         """Stop compiling the update (the training loop calls it when compiling its step
         failed); the numbers stay device tensors, so nothing else changes."""
-        self._gated = _gated_foreach_update
+        self._gated, self._gated_flat = _gated_foreach_update, _gated_flat_update
 
-    def _gated_update(
-        self,
-        params: list[Tensor],
-        grads: list[Tensor],
-        ms: list[Tensor],
-        vs: list[Tensor],
-        s: _AdamWNumbers,
-    ) -> None:
-        # Only constants and tensors go in: the compiled update guards on every Python
-        # number it is given, and the step size changes at every step.
-        args = (params, grads, ms, vs, s.one_minus_beta1, s.one_minus_beta2, s.eps, s.skip, s.gated)
-        if self._gated is _gated_foreach_update or self._gated_ran:
-            self._gated(*args)
+    def _compiled_call(self, name: str, args: tuple[Any, ...]) -> None:
+        """``getattr(self, name)(*args)``; the first call of a compiled update compiles, and
+        if that fails the eager update runs instead, with a warning."""
+        fn = getattr(self, name)
+        if self._gated_ran or fn in (_gated_foreach_update, _gated_flat_update):
+            fn(*args)
             return
         try:  # the first call compiles: before it runs anything, it may fail
-            self._gated(*args)
+            fn(*args)
             self._gated_ran = True
         except Exception as e:
             warnings.warn(
                 f"torch.compile of the AdamW update failed ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}); using the eager multi-tensor update",
+                f"{str(e).splitlines()[0][:200]}); using the eager update",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self._gated = _gated_foreach_update
-            _gated_foreach_update(*args)
+            self.use_eager_update()
+            getattr(self, name)(*args)
 
 
 class _FlatGroup:
@@ -226,13 +236,15 @@ class _FlatGroup:
         self.exp_avg = FlatBuffer.like(params)
         self.exp_avg_sq = FlatBuffer.like(params)
 
-    def update(
-        self,
-        params: list[Tensor],
-        state: dict[Tensor, dict[str, Any]],
-        numbers: _AdamWNumbers,
-        update: Callable[..., None],
-    ) -> None:
+    def prepare(
+        self, params: list[Tensor], state: dict[Tensor, dict[str, Any]]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The four flat tensors (parameters, gradients, moments) of this step, with the
+        gradients copied in.
+
+        Raises:
+            RuntimeError: the parameters were moved out of the buffer.
+        """
         if not self.params.holds(params):
             raise RuntimeError(
                 "AdamW(flat=True): the parameters no longer live in the optimizer's buffer "
@@ -243,15 +255,12 @@ class _FlatGroup:
         self.exp_avg.adopt([state[p]["exp_avg"] for p in params])
         self.exp_avg_sq.adopt([state[p]["exp_avg_sq"] for p in params])
         torch._foreach_copy_(self.grads.views, [p.grad for p in params])  # type: ignore[misc]
-        flats = (self.params, self.grads, self.exp_avg, self.exp_avg_sq)
-        update(*([f.data] for f in flats), numbers)
+        return self.params.data, self.grads.data, self.exp_avg.data, self.exp_avg_sq.data
 
 
 class _AdamWNumbers(NamedTuple):
     """The numbers of one AdamW update, ``p -= lr_wd * p + step * m / (sqrt(v) + eps)``
-    after the moments' updates. With ``skip`` (a device flag), ``beta1``, ``beta2``,
-    ``step`` and ``lr_wd`` are the four entries of ``gated``, a float64 tensor on the
-    device, replaced by 1, 1, 0, 0 where ``skip`` is True (and the gradients read as 0)."""
+    after the moments' updates."""
 
     beta1: float
     beta2: float
@@ -260,13 +269,36 @@ class _AdamWNumbers(NamedTuple):
     eps: float
     step: float  # alpha_t * (1 - lr wd) (decay after) or alpha_t (decay before)
     lr_wd: float
-    skip: Tensor | None
-    gated: Tensor | None
 
 
-# The update, three ways: per tensor and multi-tensor with numbers (the fewest passes:
+def _adamw_numbers(group: dict[str, Any], t: int) -> _AdamWNumbers:
+    beta1, beta2 = group["betas"]
+    lr, wd = group["lr"], group["weight_decay"]
+    alpha = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    step = alpha * (1.0 - lr * wd) if group.get("decay", "after") == "after" else alpha
+    return _AdamWNumbers(beta1, beta2, 1.0 - beta1, 1.0 - beta2, group["eps"], step, lr * wd)
+
+
+def _constants(numbers: list[_AdamWNumbers]) -> tuple[tuple[float, ...], ...]:
+    """The numbers that stay the same from step to step (``1 - beta1``, ``1 - beta2``,
+    ``eps`` of each group): a compiled update may take them as constants."""
+    return tuple((n.one_minus_beta1, n.one_minus_beta2, n.eps) for n in numbers)
+
+
+def _device_numbers(numbers: list[_AdamWNumbers], skip: Tensor) -> Tensor:
+    """The numbers that change (beta1, beta2, step, lr wd; one row per group) as a tensor
+    on ``skip``'s device, sent with no host sync (pinned memory, non-blocking)."""
+    dtype = torch.float32 if skip.device.type == "mps" else torch.float64  # mps: no float64
+    rows = torch.tensor([[n.beta1, n.beta2, n.step, n.lr_wd] for n in numbers], dtype=dtype)
+    if skip.device.type == "cuda":
+        return rows.pin_memory().to(skip.device, non_blocking=True)
+    return rows.to(skip.device)
+
+
+# The update, four ways: per tensor and multi-tensor with numbers (the fewest passes:
 # lerp for m, the decay and the Adam step fused into one addcdiv before p is rounded
-# once), and multi-tensor gated by device tensors. The same formula; they agree to rounding.
+# once), and gated by device tensors, multi-tensor or over flat buffers. The same formula;
+# they agree to rounding.
 
 
 def _update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, s: _AdamWNumbers) -> None:
@@ -298,24 +330,31 @@ def _foreach_update(
     torch._foreach_sub_(params, deltas)
 
 
+def _gated(skip: Tensor, numbers: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """beta1, beta2, step, lr wd from a row of :func:`_device_numbers`, or 1, 1, 0, 0 (no
+    change at all) where ``skip`` is True."""
+    return (
+        torch.where(skip, 1.0, numbers[0]),
+        torch.where(skip, 1.0, numbers[1]),
+        torch.where(skip, 0.0, numbers[2]),
+        torch.where(skip, 0.0, numbers[3]),
+    )
+
+
 def _gated_foreach_update(
     params: list[Tensor],
     grads: list[Tensor],
     ms: list[Tensor],
     vs: list[Tensor],
-    one_minus_beta1: float,
-    one_minus_beta2: float,
-    eps: float,
+    constants: tuple[float, float, float],
     skip: Tensor,
-    gated: Tensor,
+    numbers: Tensor,
 ) -> None:
-    """The update with the changing numbers in a device tensor (``gated``: beta1, beta2,
-    step, lr wd), so that a skipped step (``skip``) is decided on the device and the
-    compiled update is one graph for every step."""
-    beta1 = torch.where(skip, 1.0, gated[0])
-    beta2 = torch.where(skip, 1.0, gated[1])
-    step = torch.where(skip, 0.0, gated[2])
-    lr_wd = torch.where(skip, 0.0, gated[3])
+    """The multi-tensor update with the changing numbers on the device (one row of
+    :func:`_device_numbers`), so that a skipped step is decided there and the compiled
+    update is one graph for every step."""
+    one_minus_beta1, one_minus_beta2, eps = constants
+    beta1, beta2, step, lr_wd = _gated(skip, numbers[0])
     grads = [torch.where(skip, 0.0, g) for g in grads]  # a skipped step must not read NaN
     torch._foreach_mul_(ms, beta1)
     torch._foreach_add_(ms, grads, alpha=one_minus_beta1)
@@ -330,18 +369,21 @@ def _gated_foreach_update(
     torch._foreach_sub_(params, deltas)
 
 
-def _adamw_numbers(group: dict[str, Any], t: int, skip: Tensor | None) -> _AdamWNumbers:
-    beta1, beta2 = group["betas"]
-    lr, wd = group["lr"], group["weight_decay"]
-    alpha = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-    step = alpha * (1.0 - lr * wd) if group.get("decay", "after") == "after" else alpha
-    gated = None
-    if skip is not None:  # one small copy to the device, with no host sync
-        dtype = torch.float32 if skip.device.type == "mps" else torch.float64  # mps: no float64
-        values = torch.tensor([beta1, beta2, step, lr * wd], dtype=dtype)
-        if skip.device.type == "cuda":
-            gated = values.pin_memory().to(skip.device, non_blocking=True)
-        else:
-            gated = values.to(skip.device)
-    return _AdamWNumbers(beta1, beta2, 1.0 - beta1, 1.0 - beta2, group["eps"], step, lr * wd,
-                         skip, gated)  # fmt: skip
+def _gated_flat_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    *args: Any,
+) -> None:
+    """The same update for the flat buffers of every group at once (``args``: each
+    group's constants, then ``skip`` and the device numbers, a row per group): compiled,
+    one graph with one fused kernel per group."""
+    *constants, skip, numbers = args
+    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs, strict=True)):
+        one_minus_beta1, one_minus_beta2, eps = constants[i]
+        beta1, beta2, step, lr_wd = _gated(skip, numbers[i])
+        g = torch.where(skip, 0.0, g)
+        m.mul_(beta1).add_(g, alpha=one_minus_beta1)
+        v.mul_(beta2).addcmul_(g, g, value=one_minus_beta2)
+        p.sub_(p * lr_wd + m / (v.sqrt() + eps) * step)

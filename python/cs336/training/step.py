@@ -150,16 +150,29 @@ def build_model(config: TrainConfig, device: torch.device) -> TransformerLM:
     return TransformerLM.from_config(config.model).to(device)
 
 
+#: On a GPU, models of at most this many blocks are compiled whole, deeper ones block by
+#: block. Each compiled region costs host time at every call (about 0.3 ms a block, forward
+#: and backward, on an H200's host), which a shallow model's short GPU step cannot hide
+#: (TinyStories: 13.8 ms a step block by block, 12.2 whole); compiling whole costs a few
+#: seconds more once, growing with depth (45 s to GPT-2 small's first step). On a CPU the
+#: step is long, so the blocks always compile once (benchmarks/RESULTS.md).
+WHOLE_GRAPH_MAX_LAYERS = 4
+
+
 def wrap_model(
     model: nn.Module, device: torch.device, *, world: int = 1, compiled: bool = False
 ) -> nn.Module:
-    """The module :func:`train_step` runs: ``model`` compiled when ``compiled`` (a
-    :class:`~cs336.TransformerLM` block by block and head with loss, see
-    :class:`~cs336.nn.compiled.CompiledLM`; another module whole), then in DDP when
-    ``world > 1`` (under torchrun)."""
+    """The module :func:`train_step` runs: ``model`` compiled when ``compiled``, then in
+    DDP when ``world > 1`` (under torchrun). A :class:`~cs336.TransformerLM` is compiled
+    block by block with the head and loss (:class:`~cs336.nn.compiled.CompiledLM`), or on
+    an accelerator whole when it has at most :data:`WHOLE_GRAPH_MAX_LAYERS` blocks (model
+    and loss in one graph); another module whole."""
     if compiled:
         backend = compile_backend(device.type)
-        if isinstance(model, TransformerLM):
+        shallow = isinstance(model, TransformerLM) and (
+            model.config.num_layers <= WHOLE_GRAPH_MAX_LAYERS and device.type != "cpu"
+        )
+        if isinstance(model, TransformerLM) and not shallow:
             model = CompiledLM(model, backend)
         else:
             model = cast(nn.Module, torch.compile(model, backend=backend))
