@@ -440,11 +440,14 @@ class _Run:
             if start == 0 and cfg.eval_interval:
                 validate()
             while state.step < cfg.max_steps:
+                step_began = time.perf_counter()
                 pending.append(self._step(state))
-                if len(pending) == 1 and state.step == start:  # the first step: how long to it
+                if state.step == start:  # the first step: how long it took to get here
                     float(pending[0].stats.loss)  # waits for it (once)
-                    say(f"first step done {time.perf_counter() - self.began:.1f} s after the run "
-                        "began (data checks, model, compilation)")  # fmt: skip
+                    now = time.perf_counter()
+                    total, own = now - self.began, now - step_began
+                    say(f"first step done {total:.1f} s after the run began "
+                        f"({own:.1f} s of it the step itself: compilation)")  # fmt: skip
                 session_tokens += tokens_per_step
                 state.advance(tokens_per_step, meter.elapsed)
                 bar.update(1)
