@@ -10,12 +10,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cs336 import ModelConfig, TransformerLM
 from cs336.accounting import (
+    PEAK_FLOPS,
     PRESETS,
     adamw_step_flops,
     count_parameters,
     forward_flops,
     max_batch_size,
     mfu,
+    peak_flops,
     train_flops_per_token,
     training_memory,
     with_edition,
@@ -64,7 +66,7 @@ def test_parameter_counts_equal_the_instantiated_model(kw):
     assert count_parameters(cfg) == by_component
 
 
-@pytest.mark.parametrize("edition", [None, "2024", "2025"])
+@pytest.mark.parametrize("edition", [None, "2024", "2025", "2026"])
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_gpt2_preset_counts_equal_a_meta_device_model(name, edition):
     cfg = PRESETS[name] if edition is None else with_edition(PRESETS[name], edition)
@@ -85,7 +87,7 @@ def test_the_2025_preset_count_equals_the_instantiated_model():
     non_embedding = counts["total"] - counts["token_embeddings"]
     assert non_embedding == model.num_parameters(exclude_embeddings=True) == 17_576_448
     assert with_edition(PRESETS["gpt2-small"], "2024") == PRESETS["gpt2-small"]
-    with pytest.raises(ValueError, match="edition must be one of 2024, 2025, got '2023'"):
+    with pytest.raises(ValueError, match="edition must be one of 2024, 2025, 2026, got '2023'"):
         with_edition(cfg, "2023")
 
 
@@ -178,3 +180,82 @@ def test_adamw_flops_and_mfu():
     assert mfu(tps, cfg, peak_flops=2e12) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="peak_flops must be positive"):
         mfu(1.0, cfg, 0.0)
+
+
+def test_gpt2_xl_numbers_in_the_2026_architecture():
+    """The 2026 handout's questions (transformer_accounting, adamw_accounting) on its
+    modernised GPT-2 XL, each written out as the handout's closed-form formula in V, T, L,
+    d, H and d_ff: SwiGLU with three matrices, d_ff = 8/3 d_model rounded to a multiple of
+    64, no position embeddings, and the MFU question's H100 at 495 TFLOP/s (TF32)."""
+    cfg = with_edition(PRESETS["gpt2-xl"], "2026")
+    v, t, n_layers, d, h, f = 50257, 1024, 48, 1600, 25, 4288
+    assert (cfg.vocab_size, cfg.context_length, cfg.num_layers) == (v, t, n_layers)
+    assert (cfg.d_model, cfg.num_heads, cfg.d_ff) == (d, h, f)
+    assert f % 64 == 0 and abs(f - 8 * d / 3) < 32  # the multiple of 64 nearest 8/3 d
+    assert (cfg.ffn, cfg.position, cfg.tie_embeddings, cfg.norm) == ("swiglu", "rope", False, "pre")
+
+    # (a) parameters: embeddings and head, per layer q/k/v/o + w1/w2/w3 + two RMSNorm gains,
+    # and the final RMSNorm
+    params = 2 * v * d + n_layers * (4 * d * d + 3 * d * f + 2 * d) + d
+    assert count_parameters(cfg)["total"] == params == 1_640_452_800
+    assert count_parameters(cfg)["position_embeddings"] == 0
+
+    # (b) forward FLOPs: per layer 3 projections 2Td^2 each, Q K^T and weights @ V 2T^2d
+    # each, the output projection 2Td^2, three FFN matmuls 2Td d_ff each; the head 2TdV
+    def forward(t: int) -> int:
+        return n_layers * (8 * t * d * d + 4 * t * t * d + 6 * t * d * f) + 2 * t * d * v
+
+    flops = forward_flops(cfg)
+    assert flops["total"] == forward(t) == 3_516_769_894_400
+    assert flops["ffn"] == n_layers * 6 * t * d * f and flops["lm_head"] == 2 * t * d * v
+    # (c) the FFN costs most: 57.5%
+    assert max((k for k in flops if k != "total"), key=flops.__getitem__) == "ffn"
+    assert round(100 * flops["ffn"] / flops["total"], 1) == 57.5
+    # (e) context 16,384: the attention matmuls T^2 take over
+    long = dataclasses.replace(cfg, context_length=16384)
+    long_flops = forward_flops(long)
+    assert long_flops["total"] == forward(16384)
+    attention = long_flops["attention_scores"] + long_flops["attention_values"]
+    assert attention > long_flops["total"] / 2
+
+    # adamw_accounting (a), (b): 16 bytes of params, grads and moments per parameter, and
+    # float32 activations per token: per layer RMSNorms 2d, QKV 3d, scores and softmax
+    # 2HT, weighted values d, output projection d, SwiGLU W1, W3, SiLU, product 4 d_ff
+    # and W2 d; then the final RMSNorm d, the logits and their softmax 2V
+    per_token = n_layers * (8 * d + 2 * h * t + 4 * f) + d + 2 * v
+    one = training_memory(cfg, 1)
+    assert one["activations"] == 4 * t * per_token == 16_373_391_360
+    assert one["total"] - one["activations"] == 16 * params
+    assert max_batch_size(cfg, 80e9) == 3  # (80e9 - 26.25e9) / 16.37e9 = 3.28
+    # (c) one AdamW step: 14 FLOPs per parameter
+    assert adamw_step_flops(cfg) == 14 * params
+    # (d) 400K steps of 1024 sequences, the backward twice the forward, at 50% MFU of an
+    # H100's 495 TFLOP/s: 1.746e7 s, 4,850 hours, 202 days
+    seconds = 400_000 * 1024 * 3 * forward(t) / (0.5 * 495e12)
+    assert 400_000 * 1024 * t * train_flops_per_token(cfg) / (0.5 * 495e12) == seconds
+    assert round(seconds / 3600) == 4850
+
+
+def test_peak_flops_table():
+    """Dense datasheet figures by precision; longer names match before their substrings."""
+    assert peak_flops("NVIDIA B200") == 2.25e15 and peak_flops("NVIDIA B200", "tf32") == 1.125e15
+    assert peak_flops("NVIDIA GB200") == 2.5e15  # not the B200's
+    assert peak_flops("NVIDIA H100 80GB HBM3", "tf32") == 495e12  # the 2026 handout's H100
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA L40S") == 362e12 and peak_flops("NVIDIA L4") == 121e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB", "tf32") == 156e12
+    assert peak_flops("Intel Arc") is None and peak_flops("", "tf32") is None
+    for name, peaks in PEAK_FLOPS.items():
+        assert peak_flops(f"NVIDIA {name}") == peaks["bf16"]  # every row is reachable
+        assert peaks["tf32"] < peaks["bf16"] <= 2.5e15
+    with pytest.raises(ValueError, match="precision must be one of bf16, tf32, got 'fp8'"):
+        peak_flops("NVIDIA B200", "fp8")
+
+
+def test_docstring_examples():
+    import doctest
+
+    import cs336.accounting
+
+    result = doctest.testmod(cs336.accounting)
+    assert result.attempted >= 6 and result.failed == 0

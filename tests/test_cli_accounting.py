@@ -149,3 +149,30 @@ def test_a_config_file_may_name_the_preset(capsys, tmp_path):
     )
     code, out, _ = run(capsys, "--config", str(path))
     assert code == 0 and "d_ff=1344" in out and "22,696,448" in out
+
+
+def test_edition_2026_answers_the_2026_handout_questions(capsys):
+    """GPT-2 XL with d_ff 4,288, SwiGLU and no position embeddings; the MFU question's H100
+    at 495 TFLOP/s (TF32)."""
+    code, out, _ = run(
+        capsys,
+        "--preset", "gpt2-xl", "--edition", "2026", "--batch-size", "1024",
+        "--memory-gb", "80", "--peak-tflops", "495", "--train-steps", "400000",
+    )  # fmt: skip
+    assert code == 0
+    assert "ffn=swiglu" in out and "position=rope" in out and "d_ff=4288" in out
+    assert "total                1,640,452,800  100.0%" in out
+    assert "position_embeddings              0" in out
+    assert "3.5168e+12" in out and "57.5%" in out  # forward FLOPs; the FFN's share
+    assert "memory = 16.3734 GB * batch_size + 26.2472 GB" in out
+    assert "largest batch size in 80 GB: 3" in out
+    assert "one AdamW step: 2.2966e+10 FLOPs" in out
+    time = "400,000 steps at 50% MFU of 495 TFLOP/s: 1.7460e+07 s = 4,850.06 h = 202.1 days"
+    assert time in out
+
+
+def test_edition_2026_compares_the_gpt2_shapes_with_their_own_d_ff(capsys):
+    code, out, _ = run(capsys, "--edition", "2026")
+    assert code == 0
+    assert "d_ff = 8/3 d_model rounded to a multiple of 64" in out
+    assert "1,640,452,800" in out and " 4288 " in out and " 2048 " in out  # XL; small's d_ff

@@ -1,6 +1,6 @@
-"""Every experiment config in configs/2024 and configs/2025 loads, the full-size ones are the
-handouts' models and budgets, and a tiny CPU smoke run of each (sizes and steps overridden
-to almost nothing) trains, validates and checkpoints."""
+"""Every experiment config in configs/2024, configs/2025 and configs/2026 loads, the full-size
+ones are the handouts' models and budgets, and a tiny CPU smoke run of each (sizes and steps
+overridden to almost nothing) trains, validates and checkpoints."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ EXPECTED = {
         "post_norm", "gpt2_small",
     },
     "2025": {
+        "tinystories", "owt", "lr_sweep", "batch_size_sweep", "no_rmsnorm", "post_norm",
+        "nope", "silu", "leaderboard", "low_resource",
+    },
+    "2026": {
         "tinystories", "owt", "lr_sweep", "batch_size_sweep", "no_rmsnorm", "post_norm",
         "nope", "silu", "leaderboard", "low_resource",
     },
@@ -88,6 +92,30 @@ def test_full_size_2025_configs_are_the_handout_models():
     assert board.data.val_path == owt.data.val_path and board.model.position == "rope"
 
 
+def test_full_size_2026_configs_are_the_2025_models_with_the_2026_adamw():
+    """The 2026 handout keeps every 2025 model and budget; its AdamW decays before the step;
+    its sweeps fit its B200-hour budgets; its leaderboard is 45 minutes at context 512."""
+    for name in EXPECTED["2026"]:
+        for config in load_sweep(ROOT / "2026" / f"{name}.toml"):
+            assert config.optim.decay == "before", name
+        assert _first("2026", name).model == _first("2025", name).model, name
+    base, base_2025 = _first("2026", "tinystories"), _first("2025", "tinystories")
+    assert base.data.batch_size * base.context_length * base.max_steps == 327_680_000
+    assert (base.optim.lr, base.max_steps) == (base_2025.optim.lr, base_2025.max_steps)
+    low = _first("2026", "low_resource")
+    assert low.data.batch_size * low.context_length * low.max_steps == 40_960_000
+    lrs = [c.optim.lr for c in load_sweep(ROOT / "2026" / "lr_sweep.toml")]
+    assert len(lrs) >= 5 and max(lrs) >= 0.1  # includes rates meant to diverge
+    sweep = load_sweep(ROOT / "2026" / "batch_size_sweep.toml")
+    assert min(c.data.batch_size for c in sweep) == 1
+    assert all(c.time_budget in ("10m", 600) for c in sweep) and len(sweep) * 10 <= 60
+    board = _first("2026", "leaderboard")
+    assert board.time_budget in ("45m", 2700)
+    assert (board.model.vocab_size, board.model.context_length) == (32000, 512)
+    assert board.data.val_path == _first("2026", "owt").data.val_path
+    assert board.model.ffn == "swiglu" and board.model.position == "rope"
+
+
 def test_every_run_writes_to_its_own_directory():
     dirs = [c.out_dir for p in CONFIGS for c in load_sweep(p)]
     assert len(set(dirs)) == len(dirs)
@@ -129,6 +157,8 @@ def test_smoke_run(path, tokens, tmp_path):
     }
     if path.stem != "batch_size_sweep":
         overrides["data.batch_size"] = 4
+    if "time_budget" in path.read_text():  # 2 steps, not the budget's minutes
+        overrides["time_budget"] = None
     runs = load_sweep(path, overrides)
     for config in runs:
         result = train(config)

@@ -1,5 +1,6 @@
-"""Generation: KV-cached decoding equals full re-computation, temperature 0 / top-p edge
-cases, end-of-text stop, seeded determinism, and bad arguments."""
+"""Generation: KV-cached decoding equals full re-computation, also past the context (the
+window slides) and for several samples at once; temperature 0 / top-p edge cases,
+end-of-text stop, seeded determinism, and bad arguments."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from cs336 import generate
-from cs336.generation import sample_next
+from cs336.generation import generate_samples, sample_next
 from cs336.nn.model import ModelConfig, TransformerLM
 
 
@@ -20,6 +21,24 @@ def tiny_model(**options) -> TransformerLM:
     with torch.no_grad():  # sharper logits than the init, so greedy paths are not all ties
         model.lm_head.weight.mul_(20)
     return model
+
+
+def slow_reference(model, prompt, n, num_samples=1, temperature=0.0, eos_id=None, generator=None):
+    """Each sample on its own, each step a full forward pass over its last context_length
+    tokens (no cache), the samples drawn in row order as generate_samples draws them."""
+    ctx = model.config.context_length
+    rows = [list(prompt) for _ in range(num_samples)]
+    active = list(range(num_samples))
+    with torch.no_grad():
+        for _ in range(n):
+            for i in list(active):
+                logits = model(torch.tensor([rows[i][-ctx:]]))[0, -1]
+                token = sample_next(logits.float(), temperature, 1.0, generator)
+                if token == eos_id:
+                    active.remove(i)
+                else:
+                    rows[i].append(token)
+    return [row[len(prompt) :] for row in rows]
 
 
 def greedy_without_cache(model, prompt, n):
@@ -104,6 +123,44 @@ def test_a_prompt_of_the_whole_context_gets_one_more_token():
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        {"position": "learned"},
+        {"position": "rope"},
+        {"position": "none"},
+        {"position": "rope", "norm": "post"},
+        {"position": "none", "parallel": True},
+    ],
+)
+@pytest.mark.parametrize("prompt_length", [5, 24, 31])
+def test_past_the_context_the_window_slides_as_a_full_recomputation(options, prompt_length):
+    """70 new tokens from a 24-token context: greedy output equals re-running the model on
+    the last 24 tokens at every step, for learned, rotary and no positions; a prompt longer
+    than the context is seen through the same window."""
+    model = tiny_model(init="xavier", **options).eval()  # xavier: greedy paths do not settle
+    prompt = [(7 * i + 3) % 40 for i in range(prompt_length)]
+    out = generate(model, prompt, 70, temperature=0)
+    assert out == slow_reference(model, prompt, 70)[0]
+    assert len(out) == 70 and len(set(out[30:])) >= 3
+
+
+def test_samples_are_decoded_together_as_the_slow_reference_draws_them():
+    """Four samples at temperature 1.5, each ending at its own end-of-text, past the
+    context: the same tokens as sampling each on its own with a full forward per step
+    and the same seeded generator (float64, so batched and single forward passes give the
+    same probabilities to the last bit that matters)."""
+    model = tiny_model(position="rope").double().eval()
+    seeded = lambda: torch.Generator().manual_seed(11)  # noqa: E731
+    samples = generate_samples(model, [1, 2, 3], 60, 4, 1.5, eos_id=7, generator=seeded())
+    assert samples == slow_reference(model, [1, 2, 3], 60, 4, 1.5, eos_id=7, generator=seeded())
+    lengths = [len(s) for s in samples]
+    assert min(lengths) < 60 and len(set(lengths)) > 1  # the samples end at different steps
+    assert all(7 not in s for s in samples)
+    greedy = generate_samples(model, [1, 2, 3], 40, 3, temperature=0)
+    assert greedy == [generate(model, [1, 2, 3], 40, temperature=0)] * 3
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"prompt_ids": []}, "at least one token"),
@@ -113,14 +170,13 @@ def test_a_prompt_of_the_whole_context_gets_one_more_token():
         ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
         ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
         ({"max_new_tokens": -1}, "max_new_tokens must be >= 0"),
-        ({"max_new_tokens": 24}, r"prompt \(2 tokens\) \+ max_new_tokens \(24\) is longer"),
-        ({"prompt_ids": [1] * 25, "max_new_tokens": 0}, r"prompt \(25 tokens\)"),
+        ({"num_samples": 0}, "num_samples must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments(kwargs, message):
     args = {"prompt_ids": [1, 2], "max_new_tokens": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
-        generate(tiny_model(), **args)
+        generate_samples(tiny_model(), **args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +221,29 @@ def test_generate_cli_is_seeded(trained, capsys):
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and outputs[0].startswith("Once upon")
     assert main([*argv[:-4], "--temperature", "0"]) == 0  # empty prompt: a new document
+
+
+def test_generate_cli_num_samples_and_output_past_the_context(trained, capsys):
+    from cs336.cli import main
+    from cs336.generation import load_model, sample_texts
+    from cs336.tokenizer import Tokenizer
+
+    checkpoint, tok = trained / "run" / "checkpoint.pt", trained / "tok"
+    argv = ["generate", "--checkpoint", str(checkpoint), "--tokenizer", str(tok)]
+    argv += ["--prompt", "Once upon", "--seed", "5", "--max-new-tokens", "80"]  # context: 32
+    assert main([*argv, "--num-samples", "3"]) == 0
+    out = capsys.readouterr().out
+    expected = sample_texts(
+        load_model(checkpoint), Tokenizer.from_dir(tok), "Once upon", 3, max_new_tokens=80,
+        temperature=0.8, top_p=0.95, generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    assert out == "".join(
+        f"--- sample {i} of 3 ---\nOnce upon{text}\n" for i, text in enumerate(expected, 1)
+    )
+    assert len(set(expected)) == 3
+    assert max(len(Tokenizer.from_dir(tok).encode(t)) for t in expected) > 32  # past the context
+    assert main([*argv, "--num-samples", "0"]) == 1
+    assert "num_samples must be >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ The package is organised by concern:
 - :mod:`cs336.nn`: the model (functional math, layers, ``ModelConfig``, ``TransformerLM``);
 - :mod:`cs336.optim`: SGD, AdamW, gradient clipping, the cosine schedule;
 - :mod:`cs336.training`: config, data, checkpoints, the training loop, metrics, plots;
-- :mod:`cs336.generation`, :mod:`cs336.accounting`;
+- :mod:`cs336.generation`, :mod:`cs336.evaluation`, :mod:`cs336.accounting`;
 - :mod:`cs336.cli` (the ``cs336`` command) and :mod:`cs336.demo`.
 
 The tokenizer names are imported eagerly; everything that needs torch is imported on
@@ -55,6 +55,7 @@ _LAZY = {
     **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.training.config"),
     "train": "cs336.training.loop",
     "generate": "cs336.generation",
+    "evaluate_file": "cs336.evaluation",
 }
 
 __all__ = ["GPT2_PATTERN", "BPETrainer", "Tokenizer", "train_bpe", "__version__", *_LAZY]

@@ -2,24 +2,28 @@
 
 Everything is computed from the config by formula (no model is built), and the tests
 check the parameter counts against instantiated models. :func:`with_edition` gives a
-shape the architecture of the 2024 or the 2025 handout (the 2025 accounting questions
-ask about GPT-2 XL's shape with SwiGLU and RoPE).
+shape the architecture of the 2024, 2025 or 2026 handout: the 2025 accounting questions
+ask about GPT-2 XL's shape (d_ff 6,400) with SwiGLU and RoPE; the 2026 ones about the
+same model with d_ff = 8/3 d_model rounded to a multiple of 64 (4,288 for GPT-2 XL).
 
 >>> cfg = PRESETS["gpt2-small"]
 >>> count_parameters(cfg)["total"]
 162935040
 >>> count_parameters(with_edition(PRESETS["gpt2-xl"], "2025"))["total"]
 2127057600
+>>> count_parameters(with_edition(PRESETS["gpt2-xl"], "2026"))["total"]
+1640452800
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from cs336.nn.config import MODEL_PRESETS, ModelConfig
+from cs336.nn.config import MODEL_PRESETS, ModelConfig, default_d_ff
 
 __all__ = [
     "EDITIONS",
+    "EDITION_MODELS",
     "PRESETS",
     "with_edition",
     "count_parameters",
@@ -30,7 +34,8 @@ __all__ = [
     "mfu",
     "max_batch_size",
     "peak_flops",
-    "PEAK_BF16_FLOPS",
+    "PEAK_FLOPS",
+    "PRECISIONS",
 ]
 
 
@@ -55,21 +60,35 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-#: The handout editions :func:`with_edition` knows, newest last.
-EDITIONS: tuple[str, ...] = ("2024", "2025")
+#: The handout editions :func:`with_edition` knows, newest last, with the model preset of
+#: each: the 2026 handout keeps the 2025 model (only its AdamW order and its accounting
+#: questions' ``d_ff`` changed).
+EDITION_MODELS: dict[str, str] = {"2024": "cs336-2024", "2025": "cs336-2025", "2026": "cs336-2025"}
+EDITIONS: tuple[str, ...] = tuple(EDITION_MODELS)
 
 
 def with_edition(cfg: ModelConfig, edition: str) -> ModelConfig:
-    """``cfg`` with the architecture of the ``edition`` handout (the ``cs336-<edition>``
-    model preset: 2024 GELU + learned positions, 2025 SwiGLU + RoPE), the shape kept,
-    ``d_ff`` included (the 2025 accounting questions keep GPT-2 XL's d_ff = 6,400).
+    """``cfg`` with the architecture of the ``edition`` handout, the shape kept.
+
+    - 2024: GELU FFN and learned positions (the ``cs336-2024`` preset), ``d_ff`` kept;
+    - 2025: SwiGLU FFN (three matrices) and RoPE (``cs336-2025``), ``d_ff`` kept: the 2025
+      accounting questions keep GPT-2 XL's d_ff = 6,400;
+    - 2026: the same model with ``d_ff = 8/3 d_model`` rounded to the nearest multiple of
+      64 (:func:`~cs336.nn.config.default_d_ff`): GPT-2 XL's 1,600 gives 4,288, as in the
+      2026 handout's modernised GPT-2 XL.
+
+    >>> with_edition(PRESETS["gpt2-xl"], "2026").d_ff
+    4288
 
     Raises:
         ValueError: for an edition other than those in :data:`EDITIONS`.
     """
-    if edition not in EDITIONS:
+    if edition not in EDITION_MODELS:
         raise ValueError(f"edition must be one of {', '.join(EDITIONS)}, got {edition!r}")
-    return dataclasses.replace(cfg, **MODEL_PRESETS[f"cs336-{edition}"])
+    out = dataclasses.replace(cfg, **MODEL_PRESETS[EDITION_MODELS[edition]])
+    if edition == "2026":
+        out = dataclasses.replace(out, d_ff=default_d_ff(out.d_model, out.ffn))
+    return out
 
 
 def _ffn_matrices(cfg: ModelConfig) -> int:
@@ -154,7 +173,8 @@ def train_flops_per_token(cfg: ModelConfig) -> float:
     """Training FLOPs per token at full context: 3x the forward pass's matmul FLOPs.
 
     The backward pass costs about twice the forward (a gradient for the input and one
-    for the weight of every matmul; handout's ``adamwAccounting`` assumption), so a
+    for the weight of every matmul; the assumption of the handouts' ``adamwAccounting``,
+    ``adamw_accounting`` in 2026), so a
     training step over ``B`` sequences costs ``B * context_length`` times this.
     """
     return 3.0 * forward_flops(cfg)["total"] / cfg.context_length
@@ -165,7 +185,8 @@ def adamw_step_flops(cfg: ModelConfig) -> int:
 
     ``m = b1 m + (1 - b1) g`` (3), ``v = b2 v + (1 - b2) g^2`` (4),
     ``p -= alpha_t m / (sqrt(v) + eps)`` (5: sqrt, add, divide, multiply, subtract),
-    ``p -= lr wd p`` (2); the scalar ``alpha_t`` is negligible.
+    ``p -= lr wd p`` (2); the scalar ``alpha_t`` is negligible. The same in either order
+    of the decay (after the Adam step in 2024/2025, before it in 2026).
     """
     return 14 * count_parameters(cfg)["total"]
 
@@ -209,7 +230,8 @@ def training_memory(
       model (one saved tensor per listed op), not a measurement; ``"total"`` is the sum.
       The 2025 handout lists only "W1, SiLU, W2" for the FFN even for its SwiGLU model;
       a SwiGLU config here counts the five tensors SwiGLU saves (its ``a`` is larger by
-      ``2 d_ff`` numbers per token and layer).
+      ``2 d_ff`` numbers per token and layer), which is the 2026 handout's question
+      (``adamw_accounting``: d_ff = 8/3 d_model with SwiGLU activations).
 
     Defaults are float32 everywhere, as in the handout.
     """
@@ -239,27 +261,51 @@ def max_batch_size(cfg: ModelConfig, memory_bytes: float, **bytes_kw: int) -> in
     return max(0, int((memory_bytes - b) // a))
 
 
-#: Dense bf16 peak FLOP/s of common accelerators, matched against the device name (first
-#: match wins), for MFU. From the vendors' data sheets (SXM parts, without sparsity).
-PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("A10G", 125e12),
-    ("L4", 121e12),
-    ("RTX 4090", 165e12),
-    ("RTX 3090", 71e12),
-)
+#: Dense peak FLOP/s of common accelerators by precision, matched by key against the
+#: device name (first match wins, so "GB200" comes before "B200" and "L40S" before "L4"),
+#: for MFU. From the vendors' data sheets, SXM parts, without sparsity (the sheets' starred
+#: figures with 2:4 sparsity are twice these):
+#:
+#: - GB200 (NVL72 sheet, 72 GPUs): 360 PFLOP/s FP16/BF16, 180 PFLOP/s TF32 sparse;
+#: - B200 (HGX B200 sheet, 8 GPUs): 36 PFLOP/s FP16/BF16, 18 PFLOP/s TF32 sparse;
+#: - H100 and H200 SXM: 1,979 TFLOP/s BF16, 989 TFLOP/s TF32 sparse (the 2026 handout
+#:   rounds TF32 to 495 dense);
+#: - A100: 312 BF16, 156 TF32; A10 (A10G): 125, 62.5; L40S: 362, 183; L4: 121, 60;
+#:   RTX 4090: 165 (FP32 accumulate), 82.6; RTX 3090: 71, 35.6.
+PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "GB200": {"bf16": 2.5e15, "tf32": 1.25e15},
+    "B200": {"bf16": 2.25e15, "tf32": 1.125e15},
+    "H200": {"bf16": 989e12, "tf32": 495e12},
+    "H100": {"bf16": 989e12, "tf32": 495e12},
+    "A100": {"bf16": 312e12, "tf32": 156e12},
+    "A10G": {"bf16": 125e12, "tf32": 62.5e12},
+    "L40S": {"bf16": 362e12, "tf32": 183e12},
+    "L4": {"bf16": 121e12, "tf32": 60e12},
+    "RTX 4090": {"bf16": 165e12, "tf32": 82.6e12},
+    "RTX 3090": {"bf16": 71e12, "tf32": 35.6e12},
+}
+
+#: The precisions of :data:`PEAK_FLOPS`: bf16 tensor cores, and float32 matmuls on TF32 ones.
+PRECISIONS: tuple[str, ...] = ("bf16", "tf32")
 
 
-def peak_flops(device_name: str) -> float | None:
-    """Peak bf16 FLOP/s of the accelerator called ``device_name`` (e.g.
-    ``torch.cuda.get_device_name()``) from :data:`PEAK_BF16_FLOPS`, or None if unknown.
+def peak_flops(device_name: str, precision: str = "bf16") -> float | None:
+    """Dense peak FLOP/s of the accelerator called ``device_name`` (e.g.
+    ``torch.cuda.get_device_name()``) at ``precision``, from :data:`PEAK_FLOPS`, or None
+    if unknown. ``"bf16"``: bf16 tensor cores (bf16 autocast); ``"tf32"``: float32
+    matmuls on TF32 tensor cores (the 2026 handout's H100 at 495 TFLOP/s).
 
     >>> peak_flops("NVIDIA H100 80GB HBM3")
     989000000000000.0
+    >>> peak_flops("NVIDIA B200", "tf32")
+    1125000000000000.0
+
+    Raises:
+        ValueError: for a precision other than ``"bf16"`` and ``"tf32"``.
     """
-    return next((flops for key, flops in PEAK_BF16_FLOPS if key in device_name), None)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return next((peaks[precision] for key, peaks in PEAK_FLOPS.items() if key in device_name), None)
 
 
 def mfu(tokens_per_second: float, cfg: ModelConfig, peak_flops: float) -> float:

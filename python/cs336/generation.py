@@ -1,6 +1,7 @@
 """Sampling from a trained model, with a KV cache: the prompt is run once, then each new
 token costs one forward pass over a single position (O(context) attention), not a
-re-run of the whole sequence.
+re-run of the whole sequence. Several samples are decoded as one batch, and output may
+run past the model's context (the window slides; see :func:`generate_samples`).
 """
 
 from __future__ import annotations
@@ -47,41 +48,14 @@ def sample_next(
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))  # a CPU generator
 
 
-@torch.no_grad()
-def generate(
-    model: TransformerLM,
-    prompt_ids: Sequence[int] | torch.Tensor,
+def _check_arguments(
+    cfg: ModelConfig,
+    prompt: list[int],
     max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
-) -> list[int]:
-    """Continue ``prompt_ids`` with up to ``max_new_tokens`` sampled tokens.
-
-    Sampling is :func:`sample_next` (``temperature=0``: greedy). Generation stops early
-    when ``eos_id`` is sampled; the returned new ids do not include it. With a seeded
-    CPU ``torch.Generator`` the output is deterministic. The model must provide
-    ``init_kv_cache(batch_size)`` and ``forward(ids, kv_cache=...)`` (as
-    :class:`cs336.nn.model.TransformerLM` does); it runs in eval mode and is restored after.
-
-    >>> from cs336.nn.model import ModelConfig, TransformerLM
-    >>> m = TransformerLM.from_config(ModelConfig(50, 16, 32, 1, 2, 64))
-    >>> len(generate(m, [1, 2, 3], 5, temperature=0))
-    5
-
-    The model sees the prompt and every new token but the last (which is only
-    sampled), so ``len(prompt_ids) + max_new_tokens`` may reach ``context_length + 1``:
-    a prompt of exactly ``context_length`` tokens gets one more.
-
-    Raises:
-        ValueError: an empty prompt, an id outside the vocabulary, ``temperature < 0``,
-            ``top_p`` outside (0, 1], ``max_new_tokens < 0``, or a prompt longer than
-            the model's context_length, or one that leaves fewer positions than
-            ``max_new_tokens - 1``.
-    """
-    cfg = model.config
-    prompt = [int(t) for t in (prompt_ids.tolist() if torch.is_tensor(prompt_ids) else prompt_ids)]
+    num_samples: int,
+    temperature: float,
+    top_p: float,
+) -> None:
     if not prompt:
         raise ValueError("the prompt must hold at least one token id")
     bad = [t for t in prompt if not 0 <= t < cfg.vocab_size]
@@ -95,29 +69,115 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    # the last new token is never fed back: the model sees len(prompt) + max_new - 1 tokens
-    if len(prompt) + max(max_new_tokens - 1, 0) > cfg.context_length:
-        raise ValueError(
-            f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) is longer than "
-            f"the model's context_length ({cfg.context_length}) + 1"
-        )
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
+@torch.no_grad()
+def generate_samples(
+    model: TransformerLM,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """``num_samples`` continuations of ``prompt_ids``, each of up to ``max_new_tokens``
+    sampled tokens, decoded together as one batch.
+
+    Sampling is :func:`sample_next` (``temperature=0``: greedy), row by row. A sample ends
+    when it draws ``eos_id`` (not included in it); the batch ends when every sample has.
+    With a seeded CPU ``torch.Generator`` the output is deterministic. The model must
+    provide ``config.context_length``, ``init_kv_cache(batch_size)`` and
+    ``forward(ids, kv_cache=...)`` (as :class:`cs336.nn.model.TransformerLM` does); it runs
+    in eval mode and is restored after.
+
+    The model sees at most ``context_length`` tokens. Up to there, the prompt is run once
+    and each new token costs one forward pass over a single position against the KV
+    cache. Beyond, the window slides: each next token is predicted from the last
+    ``context_length`` tokens, re-encoded from position 0 in one forward pass (the KV cache
+    is rebuilt every step). That is exactly what re-running the model on the last
+    ``context_length`` tokens gives, for any position encoding (learned, RoPE, none).
+    Rolling the cache instead (dropping the oldest keys and values) would not be: in a
+    model of more than one layer, the kept tokens' keys and values were computed while
+    attending to the dropped ones, so they differ from a fresh run on the window. A
+    prompt longer than the context is seen through the same window.
+
+    >>> from cs336.nn.model import ModelConfig, TransformerLM
+    >>> m = TransformerLM.from_config(ModelConfig(50, 16, 32, 1, 2, 64))
+    >>> [len(s) for s in generate_samples(m, [1, 2, 3], 40, 2, temperature=0)]
+    [40, 40]
+
+    Raises:
+        ValueError: an empty prompt, an id outside the vocabulary, ``temperature < 0``,
+            ``top_p`` outside (0, 1], ``max_new_tokens < 0`` or ``num_samples < 1``.
+    """
+    cfg = model.config
+    prompt = [int(t) for t in (prompt_ids.tolist() if torch.is_tensor(prompt_ids) else prompt_ids)]
+    _check_arguments(cfg, prompt, max_new_tokens, num_samples, temperature, top_p)
+    samples: list[list[int]] = [[] for _ in range(num_samples)]
+    if max_new_tokens == 0:
+        return samples
+    ctx = cfg.context_length
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        cache = model.init_kv_cache(1)
-        new: list[int] = []
-        inputs = torch.tensor([prompt], dtype=torch.long, device=device)  # (1, T)
-        for _ in range(max_new_tokens):
-            logits = model(inputs, kv_cache=cache)[0, -1]  # (V,)
-            token = sample_next(logits.float(), temperature, top_p, generator)
-            if token == eos_id:
+        window = torch.tensor([prompt[-ctx:]] * num_samples, device=device)  # (N, <= ctx)
+        cache = model.init_kv_cache(num_samples)
+        logits = model(window, kv_cache=cache)[:, -1]  # (N, V)
+        active = list(range(num_samples))
+        for step in range(max_new_tokens):
+            tokens = [eos_id or 0] * num_samples  # what a finished sample is fed
+            for i in active:
+                tokens[i] = sample_next(logits[i].float(), temperature, top_p, generator)
+                if tokens[i] != eos_id:
+                    samples[i].append(tokens[i])
+            active = [i for i in active if tokens[i] != eos_id]
+            if not active or step == max_new_tokens - 1:  # the last token is not fed back
                 break
-            new.append(token)
-            inputs = torch.tensor([[token]], dtype=torch.long, device=device)  # (1, 1)
-        return new
+            column = torch.tensor(tokens, device=device)[:, None]  # (N, 1)
+            window = torch.cat([window, column], dim=1)[:, -ctx:]
+            if cache.length < ctx:
+                logits = model(column, kv_cache=cache)[:, -1]
+            else:  # the window slides: re-encode it (see above)
+                logits = model(window)[:, -1]
+        return samples
     finally:
         model.train(was_training)
+
+
+def generate(
+    model: TransformerLM,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Continue ``prompt_ids`` with up to ``max_new_tokens`` sampled tokens: one sample of
+    :func:`generate_samples` (which see, for the KV cache and the window that slides past
+    the model's context).
+
+    Sampling is :func:`sample_next` (``temperature=0``: greedy). Generation stops early
+    when ``eos_id`` is sampled; the returned new ids do not include it. With a seeded
+    CPU ``torch.Generator`` the output is deterministic.
+
+    >>> from cs336.nn.model import ModelConfig, TransformerLM
+    >>> m = TransformerLM.from_config(ModelConfig(50, 16, 32, 1, 2, 64))
+    >>> len(generate(m, [1, 2, 3], 5, temperature=0))
+    5
+
+    Raises:
+        ValueError: an empty prompt, an id outside the vocabulary, ``temperature < 0``,
+            ``top_p`` outside (0, 1], or ``max_new_tokens < 0``.
+    """
+    return generate_samples(
+        model, prompt_ids, max_new_tokens, 1, temperature, top_p, eos_id, generator
+    )[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,24 +207,27 @@ def load_model(
     return model.to(device).eval()
 
 
-def sample_text(
+def sample_texts(
     model: TransformerLM,
     tokenizer: Tokenizer,
     prompt: str,
+    num_samples: int = 1,
     *,
     max_new_tokens: int | None = None,
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
-) -> str:
-    """Encode ``prompt``, :func:`generate` a continuation (stopping at ``<|endoftext|>``
-    when the tokenizer has it) and decode it. An empty prompt starts a new document
-    (the prompt is ``<|endoftext|>``). ``max_new_tokens=None`` fills the context.
+) -> list[str]:
+    """Encode ``prompt``, :func:`generate_samples` ``num_samples`` continuations (each
+    stopping at ``<|endoftext|>`` when the tokenizer has it) and decode them. An empty
+    prompt starts a new document (the prompt is ``<|endoftext|>``).
+    ``max_new_tokens=None`` fills the rest of the context; a number may go past it (the
+    window slides).
 
     Raises:
-        ValueError: the tokenizer has ids the model does not know, the prompt does not fit
-            in the model's context, or the prompt is empty and there is no
-            ``<|endoftext|>`` token.
+        ValueError: the tokenizer has ids the model does not know, ``max_new_tokens`` is
+            None and the prompt leaves no room in the context, or the prompt is empty and
+            there is no ``<|endoftext|>`` token.
     """
     cfg = model.config
     tokenizer_size = tokenizer.vocab_size
@@ -179,19 +242,49 @@ def sample_text(
         if eos_id is None:
             raise ValueError(f"the prompt is empty and the tokenizer has no {EOT} token")
         ids = [eos_id]
-    room = cfg.context_length + 1 - len(ids)  # the last new token is not fed back
-    if room < 1:
-        raise ValueError(
-            f"the prompt is {len(ids)} tokens; the model's context_length is "
-            f"{cfg.context_length}, which leaves no room to generate"
-        )
-    new = generate(
+    if max_new_tokens is None:
+        max_new_tokens = cfg.context_length + 1 - len(ids)  # the last one is not fed back
+        if max_new_tokens < 1:
+            raise ValueError(
+                f"the prompt is {len(ids)} tokens; the model's context_length is "
+                f"{cfg.context_length}, which leaves no room to fill: give a number of new "
+                "tokens (the window slides past the context)"
+            )
+    samples = generate_samples(
         model,
         ids,
-        room if max_new_tokens is None else max_new_tokens,
+        max_new_tokens,
+        num_samples,
         temperature=temperature,
         top_p=top_p,
         eos_id=eos_id,
         generator=generator,
     )
-    return tokenizer.decode(new)
+    return [tokenizer.decode(new) for new in samples]
+
+
+def sample_text(
+    model: TransformerLM,
+    tokenizer: Tokenizer,
+    prompt: str,
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> str:
+    """One sample of :func:`sample_texts`: the decoded continuation of ``prompt``.
+
+    Raises:
+        ValueError: as :func:`sample_texts`.
+    """
+    return sample_texts(
+        model,
+        tokenizer,
+        prompt,
+        1,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        generator=generator,
+    )[0]

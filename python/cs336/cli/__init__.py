@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("tokenize", "encode a text file into a .npy array of token ids"),
     "train": ("train", "train a Transformer language model"),
     "generate": ("generate", "sample text from a trained checkpoint"),
+    "eval": ("eval", "mean loss and perplexity of a checkpoint over a whole token or text file"),
     "export-hf": ("export_hf", "export a LLaMA-shaped model as a Hugging Face model directory"),
     "import-hf": ("import_hf", "import a Hugging Face LLaMA model directory as a checkpoint"),
     "accounting": ("accounting", "parameters, FLOPs, memory and MFU of a model config"),

@@ -2,7 +2,9 @@
 
 Without a model (no ``--preset``, ``--config`` or shape flags) it compares the four
 GPT-2 presets; with one it prints that model's tables. ``--edition 2025`` asks the
-questions of the 2025 handout's architecture (SwiGLU, RoPE) on the same shapes.
+questions of the 2025 handout's architecture (SwiGLU, RoPE) on the same shapes;
+``--edition 2026`` those of the 2026 handout (the same, with d_ff = 8/3 d_model rounded to
+a multiple of 64: 4,288 for GPT-2 XL).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--edition",
         choices=EDITIONS,
-        help="the architecture of that handout on the chosen shape (d_ff kept): 2024 GELU FFN "
-        "and learned positions; 2025 SwiGLU (three matrices) and RoPE (no position "
-        "parameters). Option flags above override it",
+        help="the architecture of that handout on the chosen shape: 2024 GELU FFN and learned "
+        "positions; 2025 SwiGLU (three matrices) and RoPE (no position parameters), d_ff "
+        "kept; 2026 the same with d_ff = 8/3 d_model rounded to a multiple of 64. Option "
+        "flags above override it",
     )
     run = parser.add_argument_group("training")
     run.add_argument(
@@ -212,9 +215,11 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
 
 
 _ARCHITECTURE = {
-    None: "",
-    "2024": ", 2024 architecture: GELU FFN, learned positions",
-    "2025": ", 2025 architecture: SwiGLU FFN (3 matrices), RoPE",
+    None: "d_ff = 4 d_model",
+    "2024": "d_ff = 4 d_model, 2024 architecture: GELU FFN, learned positions",
+    "2025": "d_ff = 4 d_model, 2025 architecture: SwiGLU FFN (3 matrices), RoPE",
+    "2026": "2026 architecture: SwiGLU FFN (3 matrices) with d_ff = 8/3 d_model rounded to "
+    "a multiple of 64, RoPE",
 }
 
 
@@ -227,12 +232,14 @@ def _compare(edition: str | None) -> None:
         cfgs = [acc.with_edition(c, edition) for c in cfgs]
     params = [acc.count_parameters(c)["total"] for c in cfgs]
     flops = [acc.forward_flops(c) for c in cfgs]
-    print(f"GPT-2 presets (vocab 50257, context 1024, d_ff = 4 d_model{_ARCHITECTURE[edition]}):\n")
+    print(f"GPT-2 presets (vocab 50257, context 1024, {_ARCHITECTURE[edition]}):\n")
     rows = [
-        [n, str(c.num_layers), str(c.d_model), str(c.num_heads), f"{p:,}", _si(f["total"], "FLOP")]
+        [n, str(c.num_layers), str(c.d_model), str(c.num_heads), str(c.d_ff), f"{p:,}"]
+        + [_si(f["total"], "FLOP")]
         for n, c, p, f in zip(names, cfgs, params, flops, strict=True)
     ]
-    print(_table(["preset", "layers", "d_model", "heads", "parameters", "forward"], rows))
+    headers = ["preset", "layers", "d_model", "heads", "d_ff", "parameters", "forward"]
+    print(_table(headers, rows))
     print("\nshare of forward FLOPs by component:")
     components = [k for k in flops[0] if k != "total"]
     rows = [[k] + [_pct(f[k], f["total"]) for f in flops] for k in components]

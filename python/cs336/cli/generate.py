@@ -21,7 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-new-tokens",
         type=int,
         default=None,
-        help="tokens to sample at most (default: fill the model's context)",
+        help="tokens to sample at most, past the model's context if need be (the window "
+        "slides) (default: fill the model's context)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=1,
+        help="samples to draw, decoded as one batch; each is printed under a header line "
+        "when there are several (default 1)",
     )
     parser.add_argument(
         "--temperature",
@@ -39,20 +47,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cs336.generation import load_model, sample_text
+    from cs336.generation import load_model, sample_texts
     from cs336.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_dir(args.tokenizer)
     model = load_model(args.checkpoint, device=args.device)
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-    text = sample_text(
+    texts = sample_texts(
         model,
         tokenizer,
         args.prompt,
+        args.num_samples,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_p=args.top_p,
         generator=generator,
     )
-    print(args.prompt + text)
+    for i, text in enumerate(texts, 1):
+        if len(texts) > 1:
+            print(f"--- sample {i} of {len(texts)} ---")
+        print(args.prompt + text)
     return 0
