@@ -161,7 +161,7 @@ def cs336_step(
         run = wrap_model(model, device, compiled=compiled)
     else:
         run, optimizer = experiment(model, cfg, device, optimizer)
-    autocast = autocast_for(cfg, device)
+    autocast = autocast_for(cfg.dtype, device)
 
     def step(x: Tensor, y: Tensor) -> Tensor:
         return train_step(

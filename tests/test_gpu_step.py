@@ -68,7 +68,7 @@ def _built(cfg: TrainConfig):
     model = build_model(cfg, device)
     compiled = compile_enabled(cfg, device)
     opt = build_optimizer(cfg, model, device, compiled=compiled)
-    return model, opt, wrap_model(model, device, compiled=compiled), autocast_for(cfg, device)
+    return model, opt, wrap_model(model, device, compiled=compiled), autocast_for(cfg.dtype, device)
 
 
 def _losses(cfg: TrainConfig, steps: int = 8) -> list[float]:

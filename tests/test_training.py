@@ -348,8 +348,10 @@ def test_compile_path_trains_and_saves_the_unwrapped_model(tmp_path, monkeypatch
     monkeypatch.setattr(torch, "compile", eager_compile)
     plain = train(make_config(tmp_path, out_dir=str(tmp_path / "a"), max_steps=3))
     compiled = train(make_config(tmp_path, out_dir=str(tmp_path / "b"), max_steps=3, compile=True))
-    # the AdamW update, each block (one compiled code for all) and the head with the loss
-    assert [type(c).__name__ for c in calls] == ["function", *["TransformerBlock"] * 2, "method"]
+    # AdamW's two updates (multi-tensor, flat), each block (one compiled code for all) and
+    # the head with the loss
+    expected = ["function", "function", *["TransformerBlock"] * 2, "method"]
+    assert [type(c).__name__ for c in calls] == expected
     np.testing.assert_allclose(
         list(plain.train_losses.values()), list(compiled.train_losses.values()), rtol=1e-5
     )

@@ -23,7 +23,6 @@ This module imports torch; it never imports the CLI.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
@@ -39,11 +38,9 @@ from tqdm.auto import tqdm
 
 from cs336.nn.model import TransformerLM
 from cs336.training.data import batch_at, eval_batches, max_token_id, open_tokens
-from cs336.training.step import Autocast, evaluate
+from cs336.training.step import autocast_for, evaluate
 
 __all__ = ["EvalResult", "evaluate_file", "evaluate_tokens"]
-
-DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,6 @@ class EvalResult:
     tokens: int
     windows: int
     context_length: int
-
-
-def _autocast(dtype: str, device: torch.device) -> Autocast:
-    """bf16 autocast for ``"bfloat16"``, and for ``"auto"`` on CUDA (as ``cs336 train``'s
-    ``dtype``), else none (float32)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 def _counting(
@@ -140,7 +127,7 @@ def evaluate_tokens(
         batches = itertools.chain(batches, [batch_at(tokens, np.array([full * ctx]), tail, device)])
     bar = tqdm(total=predicted, unit="tok", unit_scale=True, desc="eval") if progress else None
     try:
-        totals = evaluate(model, _counting(batches, bar), autocast=_autocast(dtype, device))
+        totals = evaluate(model, _counting(batches, bar), autocast=autocast_for(dtype, device))
     finally:
         if bar is not None:
             bar.close()

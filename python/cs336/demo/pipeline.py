@@ -97,7 +97,7 @@ def _seconds_per_step(cfg: TrainConfig) -> float:
     device = torch.device("cpu")
     model = TransformerLM.from_config(cfg.model)
     optimizer = build_optimizer(cfg, model, device)
-    autocast = autocast_for(cfg, device)
+    autocast = autocast_for(cfg.dtype, device)
     x = torch.randint(0, cfg.model.vocab_size, (cfg.data.batch_size, cfg.context_length))
     times = []
     for _ in range(4):

@@ -15,7 +15,8 @@ from cs336.training.config import (
     load_sweep,
 )
 from cs336.training.data import get_batch, open_tokens
-from cs336.training.loop import NonFiniteLossError, TrainResult, find_resume_path, train
+from cs336.training.loop import TrainResult, find_resume_path, train
+from cs336.training.session import NonFiniteLossError
 
 __all__ = [
     "DataConfig",

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cs336.nn.config import ModelConfig, expand_preset
+from cs336.training.budget import parse_duration
 from cs336.training.fields import FieldSpec, build, convert, dataclass_fields, unknown_key
 
 if sys.version_info >= (3, 11):
@@ -94,9 +95,26 @@ class OptimConfig:
     impl: Literal["cs336", "torch"] = field(
         default="cs336",
         metadata=_help(
-            "AdamW implementation: cs336 (the handout's formula; multi-tensor on CUDA, "
-            "compiled with the step) or torch (torch.optim.AdamW, fused kernel)"
+            "AdamW implementation: cs336 (the handout's formula; compiled with the step, one "
+            "flat update) or torch (torch.optim.AdamW, fused kernel; decays before the step)"
         ),
+    )
+    decay: Literal["after", "before"] = field(
+        default="after",
+        metadata=_help(
+            "AdamW's weight decay after the Adam step (2024, 2025 handouts) or before the "
+            "moment updates (2026 handout)"
+        ),
+    )
+    schedule: Literal["cosine", "wsd"] = field(
+        default="cosine",
+        metadata=_help(
+            "learning rate after warmup: cosine down to min_lr, or wsd (warmup-stable-decay: "
+            "lr, then a linear decay to min_lr over the last `cooldown` of the run)"
+        ),
+    )
+    cooldown: float = field(
+        default=0.2, metadata=_help("wsd: fraction of the run after warmup spent decaying")
     )
 
     def __post_init__(self) -> None:
@@ -123,6 +141,13 @@ class OptimConfig:
         _check(
             self.impl in ("cs336", "torch"), f"optim.impl must be cs336 or torch, got {self.impl!r}"
         )
+        _check(
+            self.decay in ("after", "before"),
+            f"optim.decay must be after or before, got {self.decay!r}",
+        )
+        _check(
+            0.0 <= self.cooldown <= 1.0, f"optim.cooldown must be in [0, 1], got {self.cooldown}"
+        )
 
 
 @dataclass
@@ -143,6 +168,10 @@ class DataConfig:
     )
     context_length: int | None = field(
         default=None, metadata=_help("tokens per training sequence (default: the model's)")
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata=_help("tokenizer folder, for samples (default: `tokenizer` beside train_path)"),
     )
 
     def __post_init__(self) -> None:
@@ -229,6 +258,22 @@ class TrainConfig:
         default=False, metadata=_help("also log to OUT_DIR/tensorboard (needs tensorboard)")
     )
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    time_budget: float | str | None = field(
+        default=None,
+        metadata=_help(
+            "end the run within this wall-clock time (e.g. 45m, 2h, 600 seconds), start-up, "
+            "validations and the last checkpoint included; the learning-rate schedule then "
+            "follows the time, and max_steps is only an upper bound"
+        ),
+    )
+    sample_interval: int = field(
+        default=0, metadata=_help("steps between text samples printed and logged (0: none)")
+    )
+    sample_prompt: str = field(default="The", metadata=_help("the samples' prompt"))
+    keep_best: bool = field(
+        default=False,
+        metadata=_help("also keep the checkpoint of the lowest validation loss (best.pt)"),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
@@ -259,6 +304,11 @@ class TrainConfig:
         )
         if self.peak_flops is not None:
             _check(self.peak_flops > 0, f"peak_flops must be > 0, got {self.peak_flops}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)  # raises, naming the value
+        _check(
+            self.sample_interval >= 0, f"sample_interval must be >= 0, got {self.sample_interval}"
+        )
         ctx = self.context_length
         _check(
             ctx <= self.model.context_length,
@@ -275,6 +325,11 @@ class TrainConfig:
     def context_length(self) -> int:
         """Tokens per training sequence: ``data.context_length`` or the model's."""
         return self.data.context_length or self.model.context_length
+
+    @property
+    def time_budget_seconds(self) -> float | None:
+        """``time_budget`` in seconds (None: no budget)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
     @property
     def cosine_cycle_iters(self) -> int:

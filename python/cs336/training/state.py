@@ -41,8 +41,13 @@ class TrainState:
         seed: the run's seed (``TrainConfig.seed``).
         step: optimizer steps done.
         tokens_seen: training tokens in those steps (global batches, counted once).
-        elapsed: wall-clock seconds of training, summed over resumes.
+        elapsed: wall-clock seconds of the run since its process started (start-up,
+            validations and checkpoints included), summed over resumes: the clock of
+            ``time_budget``.
         sampler: the generator of the data order (seeded with ``seed``).
+        warmup_end: the clock when warmup ended (a timed run's schedule starts there).
+        best_val: the lowest validation loss so far (``keep_best``).
+        out_of_time: the time budget (seconds) at which the run stopped, if it did.
     """
 
     seed: int
@@ -50,6 +55,9 @@ class TrainState:
     step: int = 0
     tokens_seen: int = 0
     elapsed: float = 0.0
+    warmup_end: float | None = None
+    best_val: float | None = None
+    out_of_time: float | None = None
 
     @classmethod
     def start(cls, seed: int) -> TrainState:
@@ -74,6 +82,9 @@ class TrainState:
             "tokens_seen": self.tokens_seen,
             "elapsed": self.elapsed,
             "sampler": self.sampler.get_state(),
+            "warmup_end": self.warmup_end,
+            "best_val": self.best_val,
+            "out_of_time": self.out_of_time,
         }
 
     @classmethod
@@ -88,4 +99,7 @@ class TrainState:
             raise ValueError(f"training state lacks {', '.join(sorted(missing))}")
         sampler = torch.Generator()
         sampler.set_state(d["sampler"])
-        return cls(d["seed"], sampler, d["step"], d["tokens_seen"], d["elapsed"])
+        return cls(
+            d["seed"], sampler, d["step"], d["tokens_seen"], d["elapsed"],
+            d.get("warmup_end"), d.get("best_val"), d.get("out_of_time"),  # absent before
+        )  # fmt: skip

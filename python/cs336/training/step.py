@@ -245,14 +245,20 @@ def build_optimizer(
         except RuntimeError:  # no fused kernel for this device: torch's default kernel
             return torch.optim.AdamW(groups, **kwargs)
     cuda = device.type == "cuda"
-    return AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, foreach=cuda, compile=compiled,
-                 flat=compiled)  # fmt: skip
+    return AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, decay=opt.decay,
+                 foreach=cuda, compile=compiled, flat=compiled)  # fmt: skip
 
 
-def autocast_for(config: TrainConfig, device: torch.device) -> Autocast:
-    """A factory of the run's autocast context: bf16 when ``config.dtype`` is
-    ``"bfloat16"`` (or ``"auto"`` on CUDA), else no autocast (float32)."""
-    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
+def autocast_for(dtype: str, device: torch.device) -> Autocast:
+    """A factory of the autocast context for a run's ``dtype`` (``TrainConfig.dtype``):
+    bf16 for ``"bfloat16"``, and for ``"auto"`` on CUDA; else none (float32).
+
+    Raises:
+        ValueError: ``dtype`` is not auto, float32 or bfloat16.
+    """
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"dtype must be one of auto, float32, bfloat16, got {dtype!r}")
+    bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
     if not bf16:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)

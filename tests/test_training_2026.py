@@ -1,0 +1,187 @@
+"""What the 2026 edition's runs need from the loop: training to a wall-clock budget with the
+schedule following the clock, warmup-stable-decay, the AdamW order from the config, samples
+during training and the best checkpoint kept beside the latest."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from test_training import make_config
+
+from cs336 import AdamW, Tokenizer
+from cs336.optim.schedule import lr_cosine_schedule, lr_schedule
+from cs336.training import train
+from cs336.training.budget import TimeBudget, parse_duration
+from cs336.training.checkpoint import read_checkpoint
+from cs336.training.metrics import read_metrics
+from cs336.training.session import Session
+from cs336.training.step import build_model, build_optimizer
+
+# -- the schedule ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [0, 3, 7, 10, 15.5, 30, 31, 40])
+def test_lr_schedule_cosine_is_the_handouts_and_takes_seconds_too(t):
+    kw = dict(max_lr=1.0, min_lr=0.1, warmup=7, total=30)
+    assert lr_schedule(t, **kw) == lr_cosine_schedule(t, 1.0, 0.1, 7, 30)
+
+
+def test_lr_schedule_wsd_warms_up_holds_then_decays_linearly_to_min_lr():
+    kw = dict(max_lr=2.0, min_lr=0.2, warmup=10, total=110, kind="wsd", cooldown=0.25)
+    # warmup over [0, 10), stable until 110 - 0.25 * 100 = 85, linear to 0.2 at 110
+    assert [lr_schedule(t, **kw) for t in (0, 5, 10, 50, 85)] == [0.0, 1.0, 2.0, 2.0, 2.0]
+    assert lr_schedule(97.5, **kw) == pytest.approx(1.1)
+    assert lr_schedule(110, **kw) == lr_schedule(500, **kw) == 0.2
+    with pytest.raises(ValueError, match="schedule must be one of cosine, wsd"):
+        lr_schedule(1, **{**kw, "kind": "linear"})
+    with pytest.raises(ValueError, match="cooldown"):
+        lr_schedule(1, **{**kw, "cooldown": 1.5})
+
+
+# -- the budget ------------------------------------------------------------------------------
+
+
+def test_durations_parse_and_bad_ones_are_named():
+    assert [parse_duration(v) for v in ("45m", "2h", "1h30m", "90s", "90", 600)] == [
+        2700.0, 7200.0, 5400.0, 90.0, 90.0, 600.0,
+    ]  # fmt: skip
+    for bad in ("", "soon", "-5m", 0, "45x"):
+        with pytest.raises(ValueError, match="time_budget"):
+            parse_duration(bad)
+
+
+def test_a_config_with_a_bad_time_budget_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="time_budget must be a duration .* got 'whenever'"):
+        make_config(tmp_path, time_budget="whenever")
+
+
+def test_the_budget_keeps_room_for_the_longest_validation_and_checkpoint():
+    budget = TimeBudget(100.0, checkpoint_guess=4.0)
+    assert budget.training_end() == 100.0 - 1.25 * 4.0
+    budget.note("validation", 2.0)
+    budget.note("validation", 1.0)  # the longest one counts
+    budget.note("checkpoint", 3.0)
+    budget.note("step", 0.8)
+    budget.note("step", 0.5)  # the latest step counts
+    assert budget.training_end() == pytest.approx(100.0 - 1.25 * 5.0 - 1.5)
+    assert not budget.spent(92.0) and budget.spent(92.25)
+    budget.note("step", 0.1)  # shorter steps: the end does not move later
+    assert budget.training_end() == pytest.approx(92.25)
+
+
+def test_a_timed_run_ends_inside_its_budget_with_the_rate_annealed(tmp_path):
+    budget = 6.0
+    cfg = make_config(
+        tmp_path, max_steps=100_000, time_budget=f"{budget}s", eval_interval=0,
+        checkpoint_interval=0, log_interval=1, **{"optim.min_lr": 1e-4},
+    )  # fmt: skip
+    began = time.perf_counter()
+    result = train(cfg)
+    wall = time.perf_counter() - began
+    assert result.stopped == "completed" and 5 < result.step < 100_000
+    assert wall <= budget + 0.5  # the clock ran out inside train(); returning is the rest
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    steps = [r for r in records if "train_loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, result.step + 1))
+    assert steps[-1]["time"] <= budget
+    assert list(result.val_losses) == [result.step]  # validated at the end, inside the budget
+    lrs = [r["lr"] for r in steps]
+    warmup = cfg.optim.warmup_iters
+    assert lrs[warmup] == pytest.approx(cfg.optim.lr, rel=0.05)  # the peak after warmup
+    assert lrs[-1] < cfg.optim.min_lr + 0.1 * (cfg.optim.lr - cfg.optim.min_lr)  # annealed
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :], strict=False))
+    saved = read_checkpoint(tmp_path / "run" / "checkpoint.pt")["extra"]["train_state"]
+    assert saved["warmup_end"] is not None and saved["elapsed"] <= budget
+    # the budget is spent: a resume says so instead of training past it ...
+    with pytest.raises(ValueError, match="has used its time budget"):
+        train(cfg, resume="auto")
+    # ... and with a larger budget it continues, on the same clock
+    more = make_config(tmp_path, max_steps=100_000, time_budget=f"{budget + 3}s",
+                       eval_interval=0, checkpoint_interval=0)  # fmt: skip
+    again = train(more, resume="auto")
+    assert again.step > result.step
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert budget < records[-1]["time"] <= budget + 3
+
+
+def test_a_budget_that_cannot_hold_the_schedule_still_stops_in_time(tmp_path):
+    """A budget shorter than warmup: training stops when the clock runs out, whatever the
+    step, and the run still validates and saves."""
+    cfg = make_config(tmp_path, max_steps=100_000, time_budget="1.5s", eval_interval=0,
+                      **{"optim.warmup_iters": 50_000})  # fmt: skip
+    began = time.perf_counter()
+    result = train(cfg)
+    assert time.perf_counter() - began <= 2.0
+    assert (tmp_path / "run" / "checkpoint.pt").is_file() and result.val_losses
+
+
+# -- the optimizer's order, best checkpoint, samples --------------------------------------------
+
+
+@pytest.mark.parametrize("decay", ["after", "before"])
+def test_the_configs_decay_order_reaches_adamw(tmp_path, decay):
+    cfg = make_config(tmp_path, **{"optim.decay": decay})
+    model = build_model(cfg, torch.device("cpu"))
+    opt = build_optimizer(cfg, model, torch.device("cpu"))
+    assert isinstance(opt, AdamW)
+    assert {g["decay"] for g in opt.param_groups} == {decay}
+
+
+def test_keep_best_keeps_the_checkpoint_of_the_lowest_validation_loss(tmp_path, monkeypatch):
+    scripted = iter([9.0, 5.0, 3.0, 2.5, 6.0, 7.0])  # validations at steps 0, 2, 4, ... 10
+    monkeypatch.setattr(Session, "_validate", lambda self: next(scripted))
+    cfg = make_config(tmp_path, max_steps=10, eval_interval=2, keep_best=True)
+    train(cfg)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["iteration"] == 6 and best["val_loss"] == 2.5
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["iteration"] == 6
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 10
+    # resumed, the best so far is remembered: worse losses do not replace best.pt ...
+    scripted = iter([4.0, 3.0])  # steps 12 and 14
+    monkeypatch.setattr(Session, "_validate", lambda self: next(scripted))
+    train(make_config(tmp_path, max_steps=14, eval_interval=2, keep_best=True), resume="auto")
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["iteration"] == 6
+    # ... and a better one does
+    scripted = iter([2.0])  # step 16
+    monkeypatch.setattr(Session, "_validate", lambda self: next(scripted))
+    train(make_config(tmp_path, max_steps=16, eval_interval=2, keep_best=True), resume="auto")
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["iteration"] == 16
+
+
+def _bytes_tokenizer(directory) -> None:
+    vocab = {i: bytes([i]) for i in range(256)}
+    vocab[256] = b"<|endoftext|>"
+    Tokenizer(vocab, [], ["<|endoftext|>"]).save_dir(directory)
+
+
+def test_samples_are_printed_and_logged_every_sample_interval_steps(tmp_path, capsys):
+    np.save(tmp_path / "train.npy", np.frombuffer(b"abcab " * 400, np.uint8).astype(np.uint16))
+    np.save(tmp_path / "val.npy", np.frombuffer(b"abcab " * 40, np.uint8).astype(np.uint16))
+    _bytes_tokenizer(tmp_path / "tokenizer")  # beside train.npy: found without data.tokenizer
+    cfg = make_config(tmp_path, max_steps=6, sample_interval=3, sample_prompt="ab",
+                      **{"model.vocab_size": 257})  # fmt: skip
+    train(cfg)
+    samples = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "sample" in r]
+    assert [r["step"] for r in samples] == [3, 6]
+    assert all(r["sample"].startswith("ab") and len(r["sample"]) > 2 for r in samples)
+    out = capsys.readouterr().out
+    assert "step 3: sample (temperature 0.8, top-p 0.95):\n    ab" in out
+    # the same run draws the same samples (seeded by the run's seed and the step)
+    train(make_config(tmp_path, max_steps=6, sample_interval=3, sample_prompt="ab",
+                      out_dir=str(tmp_path / "again"), **{"model.vocab_size": 257}))  # fmt: skip
+    again = [r for r in read_metrics(tmp_path / "again" / "metrics.jsonl") if "sample" in r]
+    assert [r["sample"] for r in again] == [r["sample"] for r in samples]
+
+
+def test_samples_without_a_tokenizer_fail_before_any_work(tmp_path):
+    cfg = make_config(tmp_path, sample_interval=2)
+    with pytest.raises(ValueError, match="sample_interval = 2 needs the tokenizer"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    _bytes_tokenizer(tmp_path / "tokenizer")  # 257 tokens for a 32-token model
+    with pytest.raises(ValueError, match="did not make these token files"):
+        train(cfg)
