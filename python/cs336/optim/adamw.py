@@ -125,9 +125,12 @@ class AdamW(torch.optim.Optimizer):
         self._flat = [_FlatGroup(g["params"]) if flat else None for g in self.param_groups]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        super().__setstate__(state)  # also how load_state_dict installs new state
         for group in self.param_groups:  # a state_dict of cs336 before decay= existed
             group.setdefault("decay", "after")
+        for flat in getattr(self, "_flat", []):
+            if flat is not None:
+                flat.moments_moved = True  # new moment tensors: move them into the buffers
 
     @torch.no_grad()
     def step(  # type: ignore[override]
@@ -235,6 +238,7 @@ class _FlatGroup:
         self.grads = FlatBuffer.like(params)
         self.exp_avg = FlatBuffer.like(params)
         self.exp_avg_sq = FlatBuffer.like(params)
+        self.moments_moved = True  # the state's moments are not (yet) in the buffers
 
     def prepare(
         self, params: list[Tensor], state: dict[Tensor, dict[str, Any]]
@@ -251,9 +255,10 @@ class _FlatGroup:
                 "(were they moved or replaced after the optimizer was built?); build the "
                 "optimizer after moving the model"
             )
-        # The moments are new tensors after load_state_dict: move them in (once).
-        self.exp_avg.adopt([state[p]["exp_avg"] for p in params])
-        self.exp_avg_sq.adopt([state[p]["exp_avg_sq"] for p in params])
+        if self.moments_moved:  # first created, or new after load_state_dict: move them in
+            self.exp_avg.adopt([state[p]["exp_avg"] for p in params])
+            self.exp_avg_sq.adopt([state[p]["exp_avg_sq"] for p in params])
+            self.moments_moved = False
         torch._foreach_copy_(self.grads.views, [p.grad for p in params])  # type: ignore[misc]
         return self.params.data, self.grads.data, self.exp_avg.data, self.exp_avg_sq.data
 

@@ -57,6 +57,7 @@ class FlatBuffer:
         self.views = [
             self.data[o : o + s.numel()].view(s) for o, s in zip(offsets, shapes, strict=True)
         ]
+        self._addresses = [v.data_ptr() for v in self.views]
 
     @classmethod
     def like(cls, tensors: Sequence[Tensor]) -> FlatBuffer:
@@ -73,11 +74,9 @@ class FlatBuffer:
         return cls([t.shape for t in tensors], dtype, device)
 
     def holds(self, tensors: Sequence[Tensor]) -> bool:
-        """Whether ``tensors`` are exactly this buffer's views, in order (the same memory)."""
-        return len(tensors) == len(self.views) and all(
-            t.data_ptr() == v.data_ptr() and t.shape == v.shape
-            for t, v in zip(tensors, self.views, strict=True)
-        )
+        """Whether ``tensors`` start where this buffer's views do, in order (the same
+        memory: a check cheap enough for every optimizer step)."""
+        return [t.data_ptr() for t in tensors] == self._addresses
 
     @torch.no_grad()
     def adopt(self, tensors: Sequence[Tensor]) -> list[Tensor]:

@@ -69,8 +69,9 @@ class TimeBudget:
 
     Call :meth:`note` with the duration of every validation and checkpoint, and of a
     recent step, as they happen; :meth:`training_end` is then the budget minus a reserve:
-    1.25 x (the longest validation + the longest checkpoint, or ``checkpoint_guess`` before
-    the first one) plus three of the latest steps (leave out steps that compiled).
+    1.25 x (the longest validation + the longest checkpoint; before the first of each,
+    ``validation_steps`` training steps and ``checkpoint_guess`` seconds) plus three of the
+    latest steps (leave out steps that compiled).
 
     >>> budget = TimeBudget(600.0, checkpoint_guess=2.0)
     >>> budget.note("validation", 4.0); budget.note("step", 0.1)
@@ -78,10 +79,13 @@ class TimeBudget:
     (592.2, False)
     """
 
-    def __init__(self, seconds: float, *, checkpoint_guess: float) -> None:
+    def __init__(
+        self, seconds: float, *, checkpoint_guess: float, validation_steps: float = 0.0
+    ) -> None:
         self.seconds = seconds
         self._longest = {"validation": 0.0, "checkpoint": 0.0, "step": 0.0}
         self._checkpoint_guess = checkpoint_guess
+        self._validation_steps = validation_steps
         self._end = seconds
 
     def note(self, what: str, seconds: float) -> None:
@@ -91,8 +95,10 @@ class TimeBudget:
 
     def reserve(self) -> float:
         """Seconds kept for what follows the last training step."""
+        step = self._longest["step"]
         checkpoint = self._longest["checkpoint"] or self._checkpoint_guess
-        return 1.25 * (self._longest["validation"] + checkpoint) + 3 * self._longest["step"]
+        validation = self._longest["validation"] or self._validation_steps * step
+        return 1.25 * (validation + checkpoint) + 3 * step
 
     def training_end(self) -> float:
         """The clock reading at which training stops: it moves earlier as :meth:`note`

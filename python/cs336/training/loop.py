@@ -124,8 +124,9 @@ def train(
             the step and the last good checkpoint, which is left as it was).
         RuntimeError: the wandb/tensorboard package is missing when requested.
     """
+    began = time.perf_counter() if started is None else started
     with processes(config.device) as (rank, world, device):
-        return _Run(config, rank, world, device, started).run(resume)
+        return _Run(config, rank, world, device, began).run(resume)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +220,11 @@ class _Run(Session):
         if budget is not None:
             # before the first checkpoint: weights and moments (12 bytes a parameter) at 100 MB/s
             checkpoint_guess = 0.2 + 12 * self.model.num_parameters() / 100e6
-            self.budget = TimeBudget(budget, checkpoint_guess=checkpoint_guess)
+            # a validation batch is a forward pass (a third of a step) of a micro-batch
+            batches = cfg.eval_batches or len(self.val_tokens) // (self.micro * self.ctx) + 1
+            steps = batches / (3 * cfg.data.grad_accum_steps)
+            self.budget = TimeBudget(budget, checkpoint_guess=checkpoint_guess,
+                                     validation_steps=steps)  # fmt: skip
             if (state.out_of_time or 0.0) >= budget or state.elapsed >= budget:
                 raise ValueError(
                     f"the run has used its time budget ({cfg.time_budget}: {state.elapsed:.0f} "

@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -75,9 +74,9 @@ class Session:
         rank: int,
         world: int,
         device: torch.device,
-        started: float | None = None,
+        began: float,
     ) -> None:
-        self.began = time.perf_counter() if started is None else started
+        self.began = began  # the time.perf_counter() reading at which the run's clock is 0
         self.cfg, self.rank, self.world, self.device = config, rank, world, device
         self.ctx = config.context_length
         per_step = config.data.grad_accum_steps * world
@@ -87,6 +86,8 @@ class Session:
                 f"grad_accum_steps x processes ({config.data.grad_accum_steps} x {world})"
             )
         self.micro = config.data.batch_size // per_step
+        # the only randomness of a step; without it, seeding every step is host time for nothing
+        self.dropout = config.model.attn_pdrop > 0 or config.model.residual_pdrop > 0
         self.ckpt_path = os.path.join(config.out_dir, CHECKPOINT)
         self.metrics_path = os.path.join(config.out_dir, METRICS_FILE)
         self.train_tokens = open_tokens(config.data.train_path)
@@ -170,7 +171,8 @@ class Session:
             lo = (k * self.world + self.rank) * self.micro
             window = starts[lo : lo + self.micro]
             batches.append(batch_at(self.train_tokens, window, self.ctx, self.device))
-        state.seed_step(self.rank)  # this step's dropout masks, on this process
+        if self.dropout:
+            state.seed_step(self.rank)  # this step's dropout masks, on this process
 
         def step() -> StepStats:
             return train_step(
@@ -195,7 +197,8 @@ class Session:
             if isinstance(self.optimizer, AdamW):
                 self.optimizer.use_eager_update()
             self.optimizer.zero_grad(set_to_none=True)  # a failed backward may have run
-            state.seed_step(self.rank)
+            if self.dropout:
+                state.seed_step(self.rank)
             stats = step()
         return Pending(state.step + 1, lr, state.tokens_seen, stats)
 
