@@ -19,6 +19,9 @@ import re
 
 __all__ = ["TimeBudget", "parse_duration", "process_age"]
 
+#: Steps whose durations :class:`TimeBudget` keeps (the slowest of them sizes the reserve).
+STEPS_KEPT = 5
+
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?$")
 
 
@@ -70,8 +73,8 @@ class TimeBudget:
     Call :meth:`note` with the duration of every validation and checkpoint, and of a
     recent step, as they happen; :meth:`training_end` is then the budget minus a reserve:
     1.25 x (the longest validation + the longest checkpoint; before the first of each,
-    ``validation_steps`` training steps and ``checkpoint_guess`` seconds) plus three of the
-    latest steps (leave out steps that compiled).
+    ``validation_steps`` training steps and ``checkpoint_guess`` seconds) plus three times
+    the slowest of the latest :data:`STEPS_KEPT` steps (a loaded machine's steps vary).
 
     >>> budget = TimeBudget(600.0, checkpoint_guess=2.0)
     >>> budget.note("validation", 4.0); budget.note("step", 0.1)
@@ -83,29 +86,32 @@ class TimeBudget:
         self, seconds: float, *, checkpoint_guess: float, validation_steps: float = 0.0
     ) -> None:
         self.seconds = seconds
-        self._longest = {"validation": 0.0, "checkpoint": 0.0, "step": 0.0}
+        self._longest = {"validation": 0.0, "checkpoint": 0.0}
+        self._steps: list[float] = []  # the latest few
+        self._first_step = 0.0
         self._checkpoint_guess = checkpoint_guess
         self._validation_steps = validation_steps
-        self._end = seconds
 
     def note(self, what: str, seconds: float) -> None:
-        """Record one ``validation``, ``checkpoint`` or (the latest) ``step`` of ``seconds``."""
-        latest = what == "step"
-        self._longest[what] = seconds if latest else max(self._longest[what], seconds)
+        """Record one ``validation``, ``checkpoint``, ``step`` or ``first step`` (which
+        stands for the steps until one is noted) of ``seconds``."""
+        if what == "step":
+            self._steps = [*self._steps[-(STEPS_KEPT - 1) :], seconds]
+        elif what == "first step":  # it compiles: a stand-in until other steps are noted
+            self._first_step = seconds
+        else:
+            self._longest[what] = max(self._longest[what], seconds)
 
     def reserve(self) -> float:
         """Seconds kept for what follows the last training step."""
-        step = self._longest["step"]
+        step = max(self._steps, default=self._first_step)
         checkpoint = self._longest["checkpoint"] or self._checkpoint_guess
         validation = self._longest["validation"] or self._validation_steps * step
         return 1.25 * (validation + checkpoint) + 3 * step
 
     def training_end(self) -> float:
-        """The clock reading at which training stops: it moves earlier as :meth:`note`
-        learns of longer validations and checkpoints, never later, so a schedule that
-        anneals towards it only ever decreases."""
-        self._end = min(self._end, self.seconds - self.reserve())
-        return self._end
+        """The clock reading at which training stops, as :meth:`note` knows it now."""
+        return self.seconds - self.reserve()
 
     def spent(self, clock: float) -> bool:
         """Whether training must stop at ``clock`` seconds."""

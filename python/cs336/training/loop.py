@@ -167,7 +167,9 @@ class _Run(Session):
         if state.warmup_end is None:
             state.warmup_end = clock
         end = max(self.budget.training_end(), state.warmup_end)
-        return at(min(clock, end), state.warmup_end, end)
+        # the end moves a little as the budget learns how long things take: never back up
+        self.last_lr = min(self.last_lr, at(min(clock, end), state.warmup_end, end))
+        return self.last_lr
 
     def run(self, resume: str | None) -> TrainResult:
         """Train until ``max_steps``, the time budget, or a stop signal; each step is
@@ -253,7 +255,7 @@ class _Run(Session):
         )
         # the clock counts from `started` (cs336 train: the process's start), over resumes
         self.meter = ThroughputMeter(state.elapsed + time.perf_counter() - self.began)
-        self.session_tokens, self.first = 0, state.step
+        self.session_tokens, self.first, self.last_lr = 0, state.step, math.inf
         self.pending: list[Pending] = []
         with (
             MetricsLogger(self._sinks() if self.rank == 0 else []) as self.logger,
@@ -272,6 +274,8 @@ class _Run(Session):
             float(self.pending[0].stats.loss)  # waits for it (once)
             now = time.perf_counter()
             total, own = now - self.began, now - began
+            if self.budget is not None:
+                self.budget.note("first step", own)
             self.say(f"first step done {total:.1f} s after the run began "
                      f"({own:.1f} s of it the step itself: compilation)")  # fmt: skip
         tokens = self.cfg.data.batch_size * self.ctx
