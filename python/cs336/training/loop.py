@@ -255,7 +255,8 @@ class _Run(Session):
         )
         # the clock counts from `started` (cs336 train: the process's start), over resumes
         self.meter = ThroughputMeter(state.elapsed + time.perf_counter() - self.began)
-        self.session_tokens, self.first, self.last_lr = 0, state.step, math.inf
+        self.session_tokens, self.first = 0, state.step
+        self.last_lr: float = math.inf
         self.pending: list[Pending] = []
         with (
             MetricsLogger(self._sinks() if self.rank == 0 else []) as self.logger,
