@@ -135,6 +135,8 @@ def train(
 class _Run(Session):
     """The loop around a :class:`~cs336.training.session.Session`: :meth:`run`."""
 
+    last_lr: float  # a timed run's learning rate never goes back up
+
     def _sinks(self) -> list[Sink]:
         cfg = self.cfg
         sinks: list[Sink] = []
@@ -256,7 +258,7 @@ class _Run(Session):
         # the clock counts from `started` (cs336 train: the process's start), over resumes
         self.meter = ThroughputMeter(state.elapsed + time.perf_counter() - self.began)
         self.session_tokens, self.first = 0, state.step
-        self.last_lr: float = math.inf
+        self.last_lr = math.inf
         self.pending: list[Pending] = []
         with (
             MetricsLogger(self._sinks() if self.rank == 0 else []) as self.logger,
