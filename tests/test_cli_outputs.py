@@ -400,3 +400,13 @@ def test_resume_takes_a_run_folder(train_config, tmp_path, capsys):
     code, out, _ = run(capsys, "train", train_config, "--max_steps", "3", "--resume",
                        tmp_path / "run")  # fmt: skip
     assert code == 0 and "resuming from step 2" in out
+
+
+def test_train_without_a_config_says_what_to_give(capsys):
+    code, _, err = run(capsys, "train")
+    assert code == 1 and "give a config file, cs336 train CONFIG" in err
+
+
+def test_train_bpe_refuses_an_empty_pattern(corpus, tmp_path, capsys):
+    code, _, err = train_bpe(capsys, corpus, tmp_path / "tok", "--pattern", "")
+    assert code == 1 and "--pattern is empty" in err and not (tmp_path / "tok").exists()

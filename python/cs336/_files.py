@@ -131,17 +131,17 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)  # an empty folder is replaced in one rename
         return
     aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-    with _interrupts_held():
-        os.replace(out, aside / "previous")
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(aside / "previous", out)
-            raise
-        _partial[str(aside)] = True  # the old content: removed below, or by Ctrl-C
+    _partial[str(aside)] = True  # the old content once moved there: removed below, or by Ctrl-C
     try:
-        shutil.rmtree(aside, ignore_errors=True)
+        with _interrupts_held():
+            os.replace(out, aside / "previous")
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(aside / "previous", out)
+                raise
     finally:
+        shutil.rmtree(aside, ignore_errors=True)
         _partial.pop(str(aside), None)
 
 
