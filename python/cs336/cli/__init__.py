@@ -143,7 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit status."""
     restore = _signals.install()
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        try:
+            code = _main(list(sys.argv[1:] if argv is None else argv))
+        except SystemExit:  # argparse: --help, --version, a rejected command line
+            if not _flushed():
+                raise SystemExit(141) from None
+            raise
+        return code if _flushed() else 141
+    except BrokenPipeError:
+        _files.remove_partial_outputs()
+        _quiet_stdout()
+        return 141
     finally:
         restore()
 
@@ -174,15 +184,24 @@ def _main(argv: list[str]) -> int:
         print(_signals.message(), file=sys.stderr)
         return 130
     except BrokenPipeError:
-        _files.remove_partial_outputs()
-        _quiet_stdout()
-        return 141
+        raise  # not an error of the command: main() ends it quietly
     except MemoryError:
         print(f"cs336 {args.command}: error: out of memory", file=sys.stderr)
         return 1
     except (OSError, ValueError, RuntimeError) as e:
         print(f"cs336 {args.command}: error: {e}", file=sys.stderr)
         return 1
+
+
+def _flushed() -> bool:
+    """Flush stdout now (not at exit, where a reader that has gone could not be answered
+    quietly); False when the reader has gone."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _quiet_stdout()
+        return False
 
 
 def _quiet_stdout() -> None:
