@@ -219,7 +219,11 @@ class TrainConfig:
         default=1000, metadata=_help("steps between checkpoints (0: only at the end)")
     )
     out_dir: str = field(
-        default="runs/default", metadata=_help("checkpoint.pt, metrics.jsonl, config.json")
+        default="runs/default",
+        metadata=_help(
+            "the run folder: checkpoint.pt, metrics.jsonl, config.json (a new run: a new or "
+            "empty folder)"
+        ),
     )
     checkpoint_format: Literal["torch", "safetensors"] = field(
         default="torch",
@@ -231,8 +235,9 @@ class TrainConfig:
     init_from: str | None = field(
         default=None,
         metadata=_help(
-            "start a new run from the weights of this checkpoint or weights file (e.g. from "
-            "cs336 import-hf); optimizer and schedule start fresh; unused with --resume"
+            "start a new run from the weights of this checkpoint, weights file or run folder "
+            "(e.g. from cs336 import-hf); optimizer and schedule start fresh; unused with "
+            "--resume"
         ),
     )
     seed: int = field(default=0, metadata=_help("seed of the init, dropout and data order"))
