@@ -307,7 +307,9 @@ def test_export_never_replaces_its_inputs(llama_run, tok, tmp_path, capsys):
 def test_a_tokenizer_of_another_model_is_named(llama_run, tmp_path, capsys):
     small = tmp_path / "small"
     Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT]).save_dir(small)  # 257 tokens
-    for command in (["generate"], ["export-hf", "--out", tmp_path / "hf"]):
+    (tmp_path / "text.txt").write_text("the cat sat on the mat " * 20)
+    text = ["--data", tmp_path / "text.txt"]
+    for command in (["generate"], ["export-hf", "--out", tmp_path / "hf"], ["eval", *text]):
         code, _, err = run(capsys, *command, "--checkpoint", llama_run, "--tokenizer", small)
         assert code == 1
         assert "small does not belong to the model" in err and "257 tokens" in err
