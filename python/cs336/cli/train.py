@@ -129,12 +129,17 @@ def _train(config: Any, resume: str | None, started: float | None = None) -> Any
     return train(config, resume=resume, started=started)
 
 
-# What a run folder holds (loop.py, checkpoint.py, metrics.py): a new run may go into a
-# folder of these only, as they are its own.
-_RUN_FILES = {
-    "config.json", "metrics.jsonl", "checkpoint.pt", "checkpoint.json", "model.safetensors",
-    "model.safetensors.pending", "tensorboard", "wandb",
-}  # fmt: skip
+def _run_files() -> set[str]:
+    """What a run folder holds (the loop's files): a new run may go into a folder of these
+    only, as they are its own."""
+    from cs336.training.checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE
+    from cs336.training.metrics import METRICS_FILE
+    from cs336.training.session import BEST, BEST_WEIGHTS
+
+    names = {CHECKPOINT_FILE, BEST, WEIGHTS_FILE, BEST_WEIGHTS, METRICS_FILE, "config.json"}
+    names |= {os.path.splitext(n)[0] + ".json" for n in (CHECKPOINT_FILE, BEST)}
+    names |= {n + ".pending" for n in (WEIGHTS_FILE, BEST_WEIGHTS)}
+    return names | {"tensorboard", "wandb"}
 
 
 def _check_run_folder(out_dir: str, resume: str | None) -> None:
@@ -155,10 +160,11 @@ def _check_run_folder(out_dir: str, resume: str | None) -> None:
             break
     resuming = resume is not None and (resume != "auto" or (path / CHECKPOINT_FILE).is_file())
     if path.is_dir() and not resuming:
+        known = _run_files()
         others = sorted(
             p.name
             for p in path.iterdir()
-            if p.name not in _RUN_FILES and not (p.name.startswith(".") and p.suffix == ".tmp")
+            if p.name not in known and not (p.name.startswith(".") and p.suffix == ".tmp")
         )
         if others:
             raise ValueError(
