@@ -36,11 +36,14 @@ def remove_partial_outputs() -> None:
     """Remove every temporary file and folder that :func:`atomic_open` and :func:`atomic_dir`
     are still building (for a Ctrl-C handler that ends the process at once)."""
     for path, is_dir in list(_partial.items()):
-        with contextlib.suppress(OSError):
-            if is_dir:
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        for _ in range(3):  # again if another thread made a file in the folder meanwhile
+            with contextlib.suppress(OSError):
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            if not os.path.lexists(path):
+                break
         _partial.pop(path, None)
 
 
