@@ -113,9 +113,10 @@ def test_corrupt_and_truncated_files_give_a_clear_error(tmp_path):
     data = path.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 100)
-    for name in ("truncated.pt", "junk.pt"):
-        with pytest.raises(ValueError, match=f"{name} is corrupt or truncated"):
-            load_checkpoint(tmp_path / name, model, opt)
+    with pytest.raises(ValueError, match="truncated.pt is corrupt or truncated"):
+        load_checkpoint(tmp_path / "truncated.pt", model, opt)
+    with pytest.raises(ValueError, match="junk.pt is not a checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt", model, opt)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a cs336 checkpoint"):
         load_checkpoint(tmp_path / "other.pt", model, opt)

@@ -176,3 +176,37 @@ def test_edition_2026_compares_the_gpt2_shapes_with_their_own_d_ff(capsys):
     assert code == 0
     assert "d_ff = 8/3 d_model rounded to a multiple of 64" in out
     assert "1,640,452,800" in out and " 4288 " in out and " 2048 " in out  # XL; small's d_ff
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--preset", "gpt2-xl", "--tokens-per-second", "1000"],
+         "--tokens-per-second needs --peak-tflops"),
+        (["--preset", "gpt2-xl", "--train-steps", "10"], "--train-steps needs --peak-tflops"),
+        (["--preset", "gpt2-xl", "--peak-tflops", "10", "--assumed-mfu", "0.3"],
+         "--assumed-mfu needs --train-steps"),
+        (["--memory-gb", "80"], "--memory-gb is about one model: give --preset"),
+        (["--batch-size", "8"], "--batch-size is about one model"),
+        (["--preset", "gpt2-xl", "--memory-gb", "0"], "--memory-gb must be positive"),
+        (["--preset", "gpt2-xl", "--peak-tflops", "10", "--train-steps", "-5"],
+         "--train-steps must be positive"),
+    ],
+)  # fmt: skip
+def test_a_flag_that_nothing_would_use_is_an_error(capsys, args, match):
+    code, out, err = run(capsys, *args)
+    assert code == 1 and match in err and out == ""
+
+
+def test_a_training_config_gives_the_batch_size(capsys, tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text(
+        "[model]\nvocab_size = 100\ncontext_length = 32\nd_model = 64\nnum_layers = 2\n"
+        'num_heads = 4\nd_ff = 128\n[data]\ntrain_path = "t.npy"\nval_path = "v.npy"\n'
+        "batch_size = 48\n"
+    )
+    code, out, _ = run(capsys, "--config", str(path))
+    assert code == 0 and "batch size 48: data.batch_size of" in out
+    assert "training memory, batch 48 x 32 tokens" in out
+    code, out, _ = run(capsys, "--config", str(path), "--batch-size", "2")
+    assert code == 0 and "training memory, batch 2 x 32 tokens" in out

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cs336 import get_batch, open_tokens
-from cs336.training.data import check_tokens, eval_batches, max_token_id
+from cs336.training.data import check_tokens, eval_batches, token_id_range
 
 
 @pytest.fixture
@@ -122,7 +122,28 @@ def test_check_tokens_names_the_id_beyond_the_vocabulary():
         check_tokens(tokens, 2, 300, "t.npy")
     with pytest.raises(ValueError, match="has 5 tokens"):
         check_tokens(tokens, 5, 1000, "t.npy")
-    assert max_token_id(tokens) == 300
+    assert token_id_range(tokens) == (1, 300)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_check_tokens_refuses_negative_ids_of_signed_files(dtype):
+    """A signed file may hold negative numbers: they pass a vocabulary check by the largest
+    id alone, then index the embedding from its end (or fail deep inside the model)."""
+    tokens = np.array([1, 2, -3, 4, 5], dtype=dtype)
+    with pytest.raises(ValueError, match=r"t.npy contains -3, which is no token id"):
+        check_tokens(tokens, 2, 300, "t.npy")
+    check_tokens(np.abs(tokens), 2, 300, "t.npy")
+
+
+def test_the_id_range_is_read_in_chunks(monkeypatch):
+    import cs336.training.data as data
+
+    monkeypatch.setattr(data, "_SCAN_CHUNK", 3)
+    tokens = np.array([5, 6, 7, 0, 9, 8, 4, 12], dtype=np.uint32)
+    assert token_id_range(tokens) == (0, 12)
+    assert token_id_range(tokens[:1]) == (5, 5)
+    with pytest.raises(ValueError, match="empty"):
+        token_id_range(tokens[:0])
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])

@@ -273,7 +273,7 @@ def test_an_existing_export_is_kept_unless_overwrite(tmp_path, tokenizer):
     out.mkdir()  # an empty directory is fine
     to_hf(llama_shaped(), out, tokenizer=tokenizer)
     first = (out / "model.safetensors").read_bytes()
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="already exists; pass --overwrite"):
         to_hf(llama_shaped(tie_embeddings=True), out)
     assert (out / "model.safetensors").read_bytes() == first
     to_hf(llama_shaped(tie_embeddings=True), out, overwrite=True)
@@ -437,7 +437,7 @@ def test_export_and_import_commands(tmp_path, tokenizer, capsys):
     assert main(["export-hf", *args, "--out", str(out)]) == 0
     assert "LlamaForCausalLM" in capsys.readouterr().out
     assert main(["export-hf", *args, "--out", str(out)]) == 1
-    assert "not empty" in capsys.readouterr().err
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
     ids = torch.randint(0, 400, (1, CTX))
     for name in ("back.pt", "back.safetensors"):
         assert main(["import-hf", str(out), "--out", str(tmp_path / name)]) == 0

@@ -250,8 +250,8 @@ def test_generate_cli_num_samples_and_output_past_the_context(trained, capsys):
     ("change", "message"),
     [
         ({"--checkpoint": "{d}/missing.pt"}, "checkpoint not found"),
-        ({"--checkpoint": "{d}/tokens.npy"}, "corrupt or truncated"),
-        ({"--tokenizer": "{d}/big_tok"}, "tokenizer has 400 tokens but the model.s vocab_size"),
+        ({"--checkpoint": "{d}/tokens.npy"}, "tokens.npy is not a checkpoint"),
+        ({"--tokenizer": "{d}/big_tok"}, "big_tok does not belong to the model .*: it has 400"),
         ({"--tokenizer": "{d}/nowhere"}, "nowhere"),
         ({"--prompt": "Once upon a time " * 20}, "model's context_length is 32"),
         ({"--top-p": "0"}, r"top_p must be in \(0, 1\]"),

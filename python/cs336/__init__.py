@@ -20,11 +20,35 @@ first use (PEP 562), so ``from cs336 import Tokenizer`` never imports torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import os
+import sys
 
-from cs336 import _moved  # noqa: F401  (old module paths keep importing)
-from cs336.tokenizer import GPT2_PATTERN, BPETrainer, Tokenizer, train_bpe
+
+def _stop_at_once(signum: int, _frame: object) -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    os.write(2, f"cs336 {command}: interrupted; nothing was written\n".encode())
+    os._exit(128 + signum)
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the ``cs336`` command (or ``python -m cs336``)."""
+    return os.path.basename(sys.argv[0]) == "cs336" or sys.orig_argv[1:3] == ["-m", "cs336"]
+
+
+# The `cs336` command stops on Ctrl-C or SIGTERM from its first moment with one line, never
+# a traceback: this handler is in before anything else is imported, until the command puts
+# in its own (cs336.cli._signals). Importing cs336 as a library changes nothing.
+if _is_the_command():
+    import signal
+
+    signal.signal(signal.SIGINT, _stop_at_once)
+    signal.signal(signal.SIGTERM, _stop_at_once)
+
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+from cs336 import _moved  # noqa: E402, F401  (old module paths keep importing)
+from cs336.tokenizer import GPT2_PATTERN, BPETrainer, Tokenizer, train_bpe  # noqa: E402
 
 # name -> module that defines it; imported lazily because these modules import torch.
 _LAZY = {

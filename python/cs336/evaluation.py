@@ -37,7 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cs336.nn.model import TransformerLM
-from cs336.training.data import batch_at, eval_batches, max_token_id, open_tokens
+from cs336.training.data import batch_at, eval_batches, open_tokens, token_id_range
 from cs336.training.step import autocast_for, evaluate
 
 __all__ = ["EvalResult", "evaluate_file", "evaluate_tokens"]
@@ -110,9 +110,9 @@ def evaluate_tokens(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if len(tokens) < 2:
         raise ValueError(f"need at least 2 tokens to predict one, got {len(tokens)}")
-    if np.issubdtype(tokens.dtype, np.signedinteger) and int(tokens.min()) < 0:
-        raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
-    largest = max_token_id(tokens)
+    smallest, largest = token_id_range(tokens)
+    if smallest < 0:
+        raise ValueError(f"token ids must be >= 0, got {smallest}")
     if largest >= cfg.vocab_size:
         raise ValueError(
             f"token id {largest} is outside the model's vocabulary (vocab_size "
@@ -196,10 +196,10 @@ def evaluate_file(
     from cs336.tokenizer import Tokenizer
 
     tok = Tokenizer.from_dir(tokenizer)
-    if tok.vocab_size > model.config.vocab_size:
+    if tok.vocab_size != model.config.vocab_size:
         raise ValueError(
-            f"the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is "
-            f"{model.config.vocab_size}: they were not trained together"
+            f"the tokenizer {tokenizer} does not belong to the model {checkpoint}: it has "
+            f"{tok.vocab_size:,} tokens, the model a vocabulary of {model.config.vocab_size:,}"
         )
     with tempfile.TemporaryDirectory(prefix="cs336-eval-") as tmp:
         path = Path(tmp) / "tokens.npy"

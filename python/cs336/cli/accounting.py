@@ -63,38 +63,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kept; 2026 the same with d_ff = 8/3 d_model rounded to a multiple of 64. Option "
         "flags above override it",
     )
-    run = parser.add_argument_group("training")
+    run = parser.add_argument_group("training (for one model)")
     run.add_argument(
-        "--batch-size", type=int, default=1, help="sequences per step for memory (default: 1)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sequences per step for memory and step FLOPs (default: a training config's "
+        "data.batch_size, else 1)",
     )
     run.add_argument(
-        "--bytes", type=int, default=4, help="bytes per number for memory (default: 4, fp32)"
+        "--bytes", type=int, default=None, help="bytes per number for memory (default: 4, fp32)"
     )
     run.add_argument(
         "--memory-gb", type=float, help="accelerator memory in GB (1e9 bytes): max batch size"
     )
-    run.add_argument("--peak-tflops", type=float, help="accelerator peak, TFLOP/s (for MFU/time)")
     run.add_argument(
-        "--tokens-per-second", type=float, help="measured training throughput (for MFU)"
+        "--peak-tflops",
+        type=float,
+        help="accelerator peak, TFLOP/s (needed by --tokens-per-second and --train-steps)",
     )
-    run.add_argument("--train-steps", type=int, help="steps for a training-time estimate")
+    run.add_argument(
+        "--tokens-per-second",
+        type=float,
+        help="measured training throughput: its MFU (needs --peak-tflops)",
+    )
+    run.add_argument(
+        "--train-steps",
+        type=int,
+        help="steps for a training-time estimate (needs --peak-tflops)",
+    )
     run.add_argument(
         "--assumed-mfu",
         type=float,
-        default=0.5,
-        help="MFU for the training-time estimate (default: 0.5)",
+        default=None,
+        help="MFU for the --train-steps estimate (default: 0.5)",
     )
 
 
-def _read_model_table(path: Path) -> dict[str, Any]:
-    """The ModelConfig fields of a config file: its ``[model]`` table, or the top level."""
+def _read_config(path: Path) -> tuple[dict[str, Any], int | None]:
+    """The ModelConfig fields of a config file (its ``[model]`` table, or the top level)
+    and, for a training config, its ``data.batch_size``."""
     from cs336.training.config import read_config_file
 
     d = read_config_file(path)
     model = d.get("model", d)
     if not isinstance(model, dict):
         raise ValueError(f"config file {path}: 'model' must be a table/object")
-    return model
+    data = d.get("data")
+    batch = data.get("batch_size") if isinstance(data, dict) else None
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)):
+        raise ValueError(f"config file {path}: data.batch_size must be an integer, got {batch!r}")
+    return model, batch
 
 
 def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
@@ -111,7 +130,11 @@ def _model_config(args: argparse.Namespace) -> Any:
     if args.preset:
         cfg = dataclasses.replace(PRESETS[args.preset], **shape)
     elif args.config:
-        cfg = ModelConfig.from_dict({**_read_model_table(args.config), **shape})
+        model, batch = _read_config(args.config)
+        if args.batch_size is None and batch is not None:
+            args.batch_size = batch
+            print(f"batch size {batch}: data.batch_size of {args.config}")
+        cfg = ModelConfig.from_dict({**model, **shape})
     elif not shape and not options:
         return None
     else:
@@ -174,25 +197,26 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
     per_token = acc.train_flops_per_token(cfg)
     print(f"training (3x forward): {per_token:.4e} FLOPs per token\n")
 
-    b = args.batch_size
+    b = args.batch_size or 1
+    nbytes = args.bytes or 4
     mem = acc.training_memory(
-        cfg, b, param_bytes=args.bytes, grad_bytes=args.bytes, state_bytes=args.bytes,
-        activation_bytes=args.bytes,
+        cfg, b, param_bytes=nbytes, grad_bytes=nbytes, state_bytes=nbytes,
+        activation_bytes=nbytes,
     )  # fmt: skip
     one = acc.training_memory(
-        cfg, 1, param_bytes=args.bytes, grad_bytes=args.bytes, state_bytes=args.bytes,
-        activation_bytes=args.bytes,
+        cfg, 1, param_bytes=nbytes, grad_bytes=nbytes, state_bytes=nbytes,
+        activation_bytes=nbytes,
     )  # fmt: skip
     rows = [[k, f"{v:,}", f"{v / 1e9:.2f}"] for k, v in mem.items()]
-    print(f"training memory, batch {b} x {cfg.context_length} tokens, {args.bytes} bytes/number:")
+    print(f"training memory, batch {b} x {cfg.context_length} tokens, {nbytes} bytes/number:")
     print(_table(["part", "bytes", "(GB)"], rows))
     a_per_seq = one["activations"]
     fixed = one["total"] - a_per_seq
     print(f"memory = {a_per_seq / 1e9:.4f} GB * batch_size + {fixed / 1e9:.4f} GB")
     if args.memory_gb is not None:
         n = acc.max_batch_size(
-            cfg, args.memory_gb * 1e9, param_bytes=args.bytes, grad_bytes=args.bytes,
-            state_bytes=args.bytes, activation_bytes=args.bytes,
+            cfg, args.memory_gb * 1e9, param_bytes=nbytes, grad_bytes=nbytes,
+            state_bytes=nbytes, activation_bytes=nbytes,
         )  # fmt: skip
         print(f"largest batch size in {args.memory_gb:g} GB: {n}")
     step = acc.adamw_step_flops(cfg)
@@ -206,9 +230,10 @@ def _report(cfg: Any, args: argparse.Namespace) -> None:
             u = acc.mfu(args.tokens_per_second, cfg, peak)
             print(f"MFU at {args.tokens_per_second:,.0f} tokens/s: {100 * u:.1f}%")
         if args.train_steps is not None:
-            seconds = args.train_steps * step_flops / (args.assumed_mfu * peak)
+            assumed = args.assumed_mfu or 0.5
+            seconds = args.train_steps * step_flops / (assumed * peak)
             print(
-                f"{args.train_steps:,} steps at {100 * args.assumed_mfu:g}% MFU of "
+                f"{args.train_steps:,} steps at {100 * assumed:g}% MFU of "
                 f"{args.peak_tflops:g} TFLOP/s: {seconds:.4e} s = {seconds / 3600:,.2f} h = "
                 f"{seconds / 86400:,.1f} days"
             )
@@ -246,17 +271,48 @@ def _compare(edition: str | None) -> None:
     print(_table(["component", *names], rows))
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.bytes < 1:
-        raise ValueError(f"--bytes must be positive, got {args.bytes}")
-    if args.peak_tflops is not None and not args.peak_tflops > 0:
-        raise ValueError(f"--peak-tflops must be positive, got {args.peak_tflops}")
-    if not 0 < args.assumed_mfu <= 1:
+# flags that describe a training run of one model: meaningless in the preset comparison
+_ONE_MODEL_FLAGS = (
+    "batch_size", "bytes", "memory_gb", "peak_tflops", "tokens_per_second", "train_steps",
+    "assumed_mfu",
+)  # fmt: skip
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every given flag is used: values in range, and the flags each one needs given."""
+    positive = {
+        "batch_size": args.batch_size, "bytes": args.bytes, "memory_gb": args.memory_gb,
+        "peak_tflops": args.peak_tflops, "tokens_per_second": args.tokens_per_second,
+        "train_steps": args.train_steps,
+    }  # fmt: skip
+    for name, value in positive.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.assumed_mfu is not None and not 0 < args.assumed_mfu <= 1:
         raise ValueError(f"--assumed-mfu must be in (0, 1], got {args.assumed_mfu}")
+    for flag, needs in (
+        ("tokens_per_second", "peak_tflops"),
+        ("train_steps", "peak_tflops"),
+        ("assumed_mfu", "train_steps"),
+    ):
+        if getattr(args, flag) is not None and getattr(args, needs) is None:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} needs --{needs.replace('_', '-')} (without it "
+                "nothing would use it)"
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
     cfg = _model_config(args)
     if cfg is None:
+        given = [f for f in _ONE_MODEL_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise ValueError(
+                f"--{given[0].replace('_', '-')} is about one model: give --preset, --config "
+                "or the shape flags (without a model, cs336 accounting compares the GPT-2 "
+                "presets)"
+            )
         _compare(args.edition)
     else:
         _report(cfg, args)

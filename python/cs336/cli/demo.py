@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import argparse
 
+from cs336.cli._common import add_overwrite
+
 HELP = "the whole pipeline on a built-in or given corpus"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo", help="directory for every output (default demo)")
+    parser.add_argument(
+        "--out",
+        default="demo",
+        metavar="DIR",
+        help="folder for every output, new or empty (default demo); built beside it and "
+        "renamed into place at the end",
+    )
+    add_overwrite(parser, "demo folder (one that holds nothing else)")
     parser.add_argument(
         "--corpus",
         default=None,
@@ -37,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
         num_stories=args.stories,
         vocab_size=args.vocab_size,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from cs336.cli._common import add_device
+
 HELP = "mean loss and perplexity of a checkpoint over a whole token or text file"
 
 
@@ -12,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="checkpoint.pt written by cs336 train, or a model.safetensors weights file",
+        metavar="PATH",
+        help="checkpoint.pt written by cs336 train or import-hf, a model.safetensors weights "
+        "file, or a run folder (its checkpoint.pt)",
     )
     parser.add_argument(
         "--data",
@@ -31,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=32, help="windows per forward pass (default 32)"
     )
-    parser.add_argument(
-        "--device", default="auto", help="torch device; auto: cuda if present, else cpu"
-    )
+    add_device(parser, "evaluate")
     parser.add_argument(
         "--dtype",
         choices=("auto", "float32", "bfloat16"),
@@ -44,8 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336.cli._common import check_device
     from cs336.evaluation import evaluate_file
 
+    check_device(args.device)
     result = evaluate_file(
         args.checkpoint,
         args.data,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cs336.cli._common import add_checkpoint_and_tokenizer
+from cs336.cli._common import add_checkpoint_and_tokenizer, add_overwrite
 
 HELP = "export a LLaMA-shaped model as a Hugging Face model directory"
 
@@ -13,7 +13,10 @@ HELP = "export a LLaMA-shaped model as a Hugging Face model directory"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_and_tokenizer(parser)
     parser.add_argument(
-        "--out", required=True, help="directory to write (must not exist or be empty)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write, new or empty (built beside it and renamed into place)",
     )
     parser.add_argument(
         "--dtype",
@@ -21,21 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="float32",
         help="dtype of the exported weights (default float32: logits equal cs336's)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing, non-empty --out"
-    )
+    add_overwrite(parser, "export folder (one that holds nothing else)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336._files import check_output
+    from cs336.cli._common import model_and_tokenizer
     from cs336.export import to_hf
+    from cs336.export.hf import EXPORT_FILES
 
-    out = to_hf(
-        args.checkpoint,
-        args.out,
-        tokenizer=args.tokenizer,
-        dtype=args.dtype,
-        overwrite=args.overwrite,
+    inputs = [args.checkpoint, args.tokenizer]
+    check_output(
+        args.out, overwrite=args.overwrite, inputs=inputs, folder=True, replaceable=EXPORT_FILES
     )
+    model, tokenizer = model_and_tokenizer(args.checkpoint, args.tokenizer)
+    out = to_hf(model, args.out, tokenizer=tokenizer, dtype=args.dtype, overwrite=args.overwrite)
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"wrote {out} (LlamaForCausalLM, {args.dtype}): {files}")
     print(f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}) and AutoTokenizer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cs336.cli._common import add_checkpoint_and_tokenizer
+from cs336.cli._common import add_checkpoint_and_tokenizer, add_device
 
 HELP = "sample text from a trained checkpoint"
 
@@ -41,17 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--top-p", type=float, default=0.95, help="nucleus sampling mass, in (0, 1] (default 0.95)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(parser, "sample")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cs336.generation import load_model, sample_texts
-    from cs336.tokenizer import Tokenizer
+    from cs336.cli._common import check_device, model_and_tokenizer
+    from cs336.generation import sample_texts
 
-    tokenizer = Tokenizer.from_dir(args.tokenizer)
-    model = load_model(args.checkpoint, device=args.device)
+    device = check_device(args.device)
+    model, tokenizer = model_and_tokenizer(args.checkpoint, args.tokenizer, device)
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     texts = sample_texts(
         model,

@@ -4,20 +4,29 @@ checkpoint (a thin front to :func:`cs336.export.from_hf`)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from cs336.cli._common import add_overwrite
 
 HELP = "import a Hugging Face LLaMA model directory as a checkpoint"
+# --out suffix -> what is written
+_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".safetensors": "weights file"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "directory", help="transformers model directory (config.json, model.safetensors)"
+        "directory",
+        metavar="DIR",
+        help="transformers model folder (config.json, model.safetensors or its shards)",
     )
     parser.add_argument(
         "--out",
         required=True,
-        help="checkpoint to write: a .pt checkpoint, or a .safetensors weights file (no "
-        "pickle); cs336 generate --checkpoint and cs336 train --init_from read either",
+        metavar="FILE",
+        help="file to write, as its name ends: a .pt checkpoint, or a .safetensors weights "
+        "file (no pickle); cs336 generate --checkpoint and cs336 train --init_from read either",
     )
+    add_overwrite(parser, "--out file")
     parser.add_argument(
         "--context-length",
         type=int,
@@ -27,17 +36,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336._files import check_output
     from cs336.export import from_hf
     from cs336.training.checkpoint import save_checkpoint, save_weights
 
-    model = from_hf(args.directory, context_length=args.context_length)
-    if str(args.out).endswith(".safetensors"):
-        save_weights(model, args.out)
+    directory, out = Path(args.directory), Path(args.out)
+    kind = _KINDS.get(out.suffix.lower())
+    if kind is None:
+        raise ValueError(
+            f"--out {out} must end in .pt (a checkpoint) or .safetensors (a weights file)"
+        )
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"{directory} is a file: give the transformers model folder (config.json, "
+            "model.safetensors)"
+        )
+    inputs = list(directory.iterdir()) if directory.is_dir() else []
+    check_output(out, overwrite=args.overwrite, inputs=inputs)
+    model = from_hf(directory, context_length=args.context_length)
+    if kind == "weights file":
+        save_weights(model, out)
     else:
-        save_checkpoint(model, None, 0, args.out)
+        save_checkpoint(model, None, 0, out)
     cfg = model.config
     print(
-        f"wrote {args.out}: {model.num_parameters():,} parameters, d_model {cfg.d_model}, "
+        f"wrote {out}: {model.num_parameters():,} parameters, d_model {cfg.d_model}, "
         f"{cfg.num_layers} layers, {cfg.num_heads} heads, d_ff {cfg.d_ff}, vocab "
         f"{cfg.vocab_size}, context {cfg.context_length}, rope_theta {cfg.rope_theta:g}, "
         f"tie_embeddings {str(cfg.tie_embeddings).lower()}"

@@ -5,7 +5,10 @@
 writes ``tok/vocab.json``, ``tok/merges.txt``, ``tok/special_tokens.json`` and, with
 ``--pattern``, ``tok/pattern.txt`` (loadable with ``cs336.Tokenizer.from_dir`` or
 ``cs336.tokenizer.gpt2_format.read_dir``) and prints the wall time, peak memory, vocabulary size,
-number of merges and the longest token.
+number of merges and the longest token. The folder is built beside its place and renamed
+into it at the end; an existing one is replaced only with ``--overwrite`` and only when it
+holds nothing but a tokenizer's files. An empty input is an error; a vocabulary the corpus
+cannot reach (no pair left to merge) is a warning naming the size reached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from cs336.cli._common import add_overwrite
+
 HELP = "train a byte-level BPE tokenizer on text files"
 
 
@@ -23,7 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cs336.tokenizer.trainer import GPT2_PATTERN
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s)")
-    parser.add_argument("--vocab-size", type=int, required=True, help="final vocabulary size")
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        required=True,
+        help="vocabulary size to reach, special tokens included (a corpus that runs out of "
+        "pairs to merge stops short of it, with a warning)",
+    )
     parser.add_argument(
         "--special-token",
         action="append",
@@ -32,7 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOKEN",
         help="a special token (repeatable), e.g. '<|endoftext|>'",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="tokenizer folder to write (new or empty; its parent is created when missing)",
+    )
+    add_overwrite(parser, "tokenizer folder (one that holds nothing else)")
     parser.add_argument(
         "--pattern", default=GPT2_PATTERN, help="pretokenization regex (default: GPT-2's)"
     )
@@ -54,15 +72,33 @@ def peak_rss_mb() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336._files import check_output
     from cs336.tokenizer.gpt2_format import (
         MERGES_FILE,
         PATTERN_FILE,
         SPECIAL_TOKENS_FILE,
+        TOKENIZER_FILES,
         VOCAB_FILE,
         write_dir,
     )
     from cs336.tokenizer.trainer import GPT2_PATTERN, BPETrainer
 
+    if not args.pattern:
+        raise ValueError("--pattern is empty: give a pretokenization regex (default: GPT-2's)")
+    for path in map(Path, args.inputs):
+        if path.is_dir():
+            raise IsADirectoryError(f"INPUT {path} is a folder; give the text files in it")
+        if not path.is_file():
+            raise FileNotFoundError(f"INPUT not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"INPUT {path} is empty: there is no text to train on")
+    check_output(
+        args.out,
+        overwrite=args.overwrite,
+        inputs=args.inputs,
+        folder=True,
+        replaceable=TOKENIZER_FILES,
+    )
     start = time.perf_counter()
     trainer = BPETrainer(
         args.vocab_size,
@@ -89,4 +125,12 @@ def run(args: argparse.Namespace) -> int:
         names.append(PATTERN_FILE)
     for name in names:
         print(f"wrote {args.out / name}")
+    if len(vocab) < args.vocab_size:
+        limit = " no longer than --max-token-length" if args.max_token_length else ""
+        print(
+            f"cs336 train-bpe: warning: the vocabulary reached {len(vocab):,} tokens, not the "
+            f"{args.vocab_size:,} asked: the corpus has no pair left to merge{limit}. A model "
+            f"for this tokenizer takes vocab_size = {len(vocab)}",
+            file=sys.stderr,
+        )
     return 0

@@ -7,13 +7,19 @@
 4. a small Transformer trained on the CPU for a few minutes (the number of steps is
    chosen from the measured speed of a few steps), printing the validation loss;
 5. a story sampled from the model, and a PNG of the loss curves.
+
+The output folder is built beside its place and renamed into it at the end: an error or
+Ctrl-C leaves nothing, and an existing demo folder is replaced only when asked
+(``overwrite``), never one that holds other files or the given corpus.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +27,7 @@ from typing import Any
 
 import torch
 
-from cs336._files import atomic_open
+from cs336._files import atomic_dir, atomic_open, check_output
 from cs336.demo.stories import write_corpus
 from cs336.generation import EOT, load_model, sample_text
 from cs336.nn.model import ModelConfig, TransformerLM
@@ -32,7 +38,8 @@ from cs336.training.step import autocast_for, build_optimizer, train_step
 
 # A model that learns the built-in stories in a few CPU minutes (about 1M parameters).
 DEMO_MODEL = {"d_model": 128, "num_layers": 4, "num_heads": 4, "d_ff": 512, "context_length": 128}
-_RUN_FILES = ("checkpoint.pt", "checkpoint.json", "metrics.jsonl", "config.json")
+# What a demo folder holds: overwrite replaces a folder of these names only.
+DEMO_FILES = ("train.txt", "val.txt", "tokenizer", "train.npy", "val.npy", "run", "loss.png")
 
 
 @dataclass
@@ -119,49 +126,126 @@ def run_demo(
     model: dict[str, Any] | None = None,
     max_steps: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run the pipeline into ``out_dir`` (see the module docstring) and return where
     everything is. ``max_steps`` fixes the number of training steps instead of fitting
     them into ``minutes``; ``model`` overrides :data:`DEMO_MODEL` fields; ``lr`` is the
-    peak learning rate (cosine decay to ``lr / 10``).
+    peak learning rate (cosine decay to ``lr / 10``). ``overwrite`` replaces an existing
+    demo folder. A signal that stops the training removes the partial folder and is then
+    delivered again (SIGINT: ``KeyboardInterrupt``).
 
     Raises:
         FileNotFoundError: ``corpus`` does not exist.
-        ValueError: bad sizes, or a corpus without ``<|endoftext|>`` separators.
+        FileExistsError: ``out_dir`` exists and is not empty, without ``overwrite``.
+        ValueError: bad sizes, a corpus without ``<|endoftext|>`` separators, or an
+            ``out_dir`` that is a file, holds the corpus, or (with ``overwrite``) holds
+            files a demo does not write.
     """
     from cs336.tokenizer import BPETrainer
 
     if not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes}")
-    os.makedirs(out_dir, exist_ok=True)
+    if num_stories < 1:
+        raise ValueError(f"num_stories must be >= 1, got {num_stories}")
+    if corpus is not None:
+        if os.path.isdir(corpus):
+            raise IsADirectoryError(f"corpus {corpus} is a folder; give a text file")
+        if not os.path.isfile(corpus):
+            raise FileNotFoundError(f"corpus not found: {corpus}")
+    trainer = BPETrainer(vocab_size, special_tokens=[EOT])  # checks vocab_size
+    check_output(
+        out_dir,
+        overwrite=overwrite,
+        inputs=[corpus] if corpus else [],
+        folder=True,
+        replaceable=DEMO_FILES,
+        name="the demo folder",
+    )
+    final = os.path.abspath(out_dir)
+    try:
+        with atomic_dir(out_dir) as staging:
+            story, val_losses, plot = _pipeline(
+                str(staging), corpus, minutes, trainer, num_stories, batch_size, lr, model,
+                max_steps, seed, progress, log,
+            )  # fmt: skip
+            _name_final_paths(os.path.join(staging, "run"), str(staging), final)
+    except _Stopped as stop:  # the partial folder is gone: now the signal takes effect
+        signal.raise_signal(signal.Signals[stop.signal])
+        raise KeyboardInterrupt from None  # if the signal is ignored, stop all the same
+    tok_dir, run_dir = os.path.join(out_dir, "tokenizer"), os.path.join(out_dir, "run")
+    checkpoint = os.path.join(run_dir, "checkpoint.pt")
+    log(
+        f"\nEverything is in {out_dir}/: corpus train.txt / val.txt, tokenizer/, train.npy / "
+        f"val.npy, run/ (checkpoint.pt, metrics.jsonl){', loss.png' if plot else ''}.\n"
+        f"Sample more with: cs336 generate --checkpoint {checkpoint} "
+        f'--tokenizer {tok_dir} --prompt "Once upon a time"'
+    )
+    return DemoResult(
+        out_dir=out_dir,
+        corpus=(os.path.join(out_dir, "train.txt"), os.path.join(out_dir, "val.txt")),
+        tokenizer=tok_dir,
+        tokens=(os.path.join(out_dir, "train.npy"), os.path.join(out_dir, "val.npy")),
+        run_dir=run_dir,
+        plot=os.path.join(out_dir, "loss.png") if plot else "",
+        story=story,
+        val_losses=val_losses,
+    )
+
+
+class _Stopped(Exception):
+    """A signal (named by ``signal``) stopped the demo's training."""
+
+    def __init__(self, signal: str) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
+def _pipeline(
+    out_dir: str,
+    corpus: str | None,
+    minutes: float,
+    trainer: Any,
+    num_stories: int,
+    batch_size: int,
+    lr: float,
+    model: dict[str, Any] | None,
+    max_steps: int | None,
+    seed: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[str, dict[int, float], bool]:
+    """The five steps into ``out_dir``: (story, validation losses, whether a plot was
+    made).
+
+    Raises:
+        _Stopped: a signal stopped the training.
+    """
     train_txt, val_txt = os.path.join(out_dir, "train.txt"), os.path.join(out_dir, "val.txt")
     if corpus is None:
         n_val = max(num_stories // 20, 1)
-        log(f"[1/5] writing {num_stories} + {n_val} stories to {train_txt} and {val_txt}")
+        log(f"[1/5] writing {num_stories} + {n_val} stories to train.txt and val.txt")
         write_corpus(train_txt, num_stories, seed=seed)
         write_corpus(val_txt, n_val, seed=seed + 1)
     else:
-        log(f"[1/5] splitting {corpus} into {train_txt} and {val_txt}")
+        log(f"[1/5] splitting {corpus} into train.txt and val.txt")
         split_corpus(corpus, train_txt, val_txt)
 
     tok_dir = os.path.join(out_dir, "tokenizer")
-    log(f"[2/5] training a BPE tokenizer with {vocab_size} tokens -> {tok_dir}")
+    log(f"[2/5] training a BPE tokenizer with {trainer.vocab_size} tokens -> tokenizer/")
     t = time.perf_counter()
-    tokenizer = BPETrainer(vocab_size, special_tokens=[EOT]).train([train_txt])
+    tokenizer = trainer.train([train_txt])
     tokenizer.save_dir(tok_dir)
     log(f"      done in {time.perf_counter() - t:.1f} s")
 
     train_npy, val_npy = os.path.join(out_dir, "train.npy"), os.path.join(out_dir, "val.npy")
-    log(f"[3/5] tokenizing -> {train_npy}, {val_npy}")
+    log("[3/5] tokenizing -> train.npy, val.npy")
     tokenizer.encode_file(train_txt, train_npy)
     tokenizer.encode_file(val_txt, val_npy)
 
     run_dir = os.path.join(out_dir, "run")
-    for name in _RUN_FILES:  # a fresh run each time the demo runs
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **{**DEMO_MODEL, **(model or {})})
     config = TrainConfig(
         model=model_cfg,
@@ -188,6 +272,8 @@ def run_demo(
     )
     log(f"[4/5] training {model_cfg.num_layers} layers x {model_cfg.d_model} for {max_steps} steps")
     result = train(config)
+    if result.stopped != "completed":
+        raise _Stopped(result.stopped)
 
     log("[5/5] a story from the model:")
     lm = load_model(result.checkpoint)
@@ -200,24 +286,26 @@ def run_demo(
         generator=torch.Generator().manual_seed(seed),
     )
     log("Once upon a time" + story)
-    plot = ""
-    if importlib.util.find_spec("matplotlib") is not None:
-        plot = plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
+    plot = importlib.util.find_spec("matplotlib") is not None
+    if plot:
+        plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
     else:
         log("(no loss.png: matplotlib is not installed; pip install matplotlib)")
-    log(
-        f"\nEverything is in {out_dir}/: corpus train.txt / val.txt, tokenizer/, train.npy / "
-        f"val.npy, run/ (checkpoint.pt, metrics.jsonl){', loss.png' if plot else ''}.\n"
-        f"Sample more with: cs336 generate --checkpoint {result.checkpoint} "
-        f'--tokenizer {tok_dir} --prompt "Once upon a time"'
-    )
-    return DemoResult(
-        out_dir=out_dir,
-        corpus=(train_txt, val_txt),
-        tokenizer=tok_dir,
-        tokens=(train_npy, val_npy),
-        run_dir=run_dir,
-        plot=plot,
-        story=story,
-        val_losses=result.val_losses,
-    )
+    return story, result.val_losses, plot
+
+
+def _name_final_paths(run_dir: str, staging: str, final: str) -> None:
+    """Rewrite the paths in the run's config.json and checkpoint.json (out_dir, token
+    files), which name the folder the demo was built in, to name ``final``, where it is
+    renamed."""
+    for name in ("config.json", "checkpoint.json"):
+        path = os.path.join(run_dir, name)
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        config = record.get("config", record)
+        for section, key in ((None, "out_dir"), ("data", "train_path"), ("data", "val_path")):
+            table = config[section] if section else config
+            table[key] = os.path.join(final, os.path.relpath(table[key], staging))
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")

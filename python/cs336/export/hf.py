@@ -1,7 +1,7 @@
 """Hugging Face ``transformers`` export and import of LLaMA-shaped models: the files.
 
-Only ``safetensors`` is needed to export or import (``pip install 'cs336[hf]'`` also
-installs transformers, to run the result); both are imported when called, never by
+Only ``safetensors`` is needed to export or import (the ``hf`` extra also installs
+transformers, to run the result); both are imported when called, never by
 ``import cs336``. Exported directories hold ``config.json``, ``model.safetensors``,
 ``generation_config.json`` and, with a tokenizer, ``tokenizer.json`` and
 ``tokenizer_config.json``: ``AutoModelForCausalLM.from_pretrained`` and
@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cs336._files import _umask
+from cs336._files import atomic_dir, check_output
 from cs336.export.llama import (
     LLAMA_DEFAULT_EPS,
     check_exportable,
@@ -43,6 +41,11 @@ EOT = "<|endoftext|>"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _REQUIRED = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+)  # fmt: skip
+# What an export folder holds: --overwrite replaces a folder of these names only.
+EXPORT_FILES = (
+    "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+    "tokenizer_config.json",
 )  # fmt: skip
 
 
@@ -67,7 +70,8 @@ def to_hf(
     also ``tokenizer.json`` and ``tokenizer_config.json``, whose bos and eos token are
     ``<|endoftext|>`` when the tokenizer has it. Everything is checked first and written
     into a temporary directory beside ``out_dir``, renamed into place at the end: a
-    failure leaves nothing behind.
+    failure leaves nothing behind. ``overwrite`` replaces an existing export folder, never
+    a folder holding other files or one of the inputs.
 
     >>> to_hf("runs/tinystories/checkpoint.pt", "hf/tinystories",
     ...       tokenizer="data/tinystories/tokenizer")  # doctest: +SKIP
@@ -79,16 +83,24 @@ def to_hf(
             positions, GELU/SiLU feed-forward, post-norm, no norm, parallel layers, NoPE), the
             tokenizer has ids the model does not know, or ``dtype`` is unknown.
         FileExistsError: ``out_dir`` exists and is not empty, without ``overwrite``.
+        ValueError: ``out_dir`` is or holds the checkpoint or the tokenizer, is a file, or
+            (with ``overwrite``) holds files an export does not write.
         FileNotFoundError: the checkpoint or the tokenizer directory is missing.
         TypeError: ``model`` is not a TransformerLM.
         RuntimeError: safetensors is not installed.
     """
     from cs336.generation import load_model
     from cs336.tokenizer import Tokenizer
+    from cs336.training.checkpoint import resolve_checkpoint
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    module = unwrap_model(model if isinstance(model, torch.nn.Module) else load_model(model))
+    out = Path(out_dir)
+    inputs = [p for p in (model, tokenizer) if isinstance(p, (str, os.PathLike))]
+    check_output(out, overwrite=overwrite, inputs=inputs, folder=True, replaceable=EXPORT_FILES)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(resolve_checkpoint(model))
+    module = unwrap_model(model)
     if not isinstance(module, TransformerLM):
         raise TypeError(f"to_hf exports a cs336 TransformerLM, got {type(module).__name__}")
     cfg = module.config
@@ -108,22 +120,13 @@ def to_hf(
     state = {k: v.detach().to("cpu", _DTYPES[dtype]) for k, v in module.state_dict().items()}
     tensors = to_hf_state_dict(state, cfg)
     generation = {"bos_token_id": eot, "eos_token_id": eot}
-    out = Path(out_dir)
-    _check_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         _write_json(tmp / "config.json", config)
         _write_json(tmp / "generation_config.json", generation)
         atomic_save_safetensors(tensors, tmp / "model.safetensors", {"format": "pt"})
         if tokenizer is not None:
             tokenizer.save_hf_tokenizer_json(tmp / "tokenizer.json")
             _write_json(tmp / "tokenizer_config.json", _tokenizer_config(tokenizer, cfg))
-        os.chmod(tmp, 0o777 & ~_umask())
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -143,30 +146,6 @@ def _tokenizer_config(tokenizer: Tokenizer, cfg: ModelConfig) -> dict[str, Any]:
         "clean_up_tokenization_spaces": False,
         "model_max_length": cfg.context_length,
     }
-
-
-def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (pass overwrite to replace it)")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``; an existing ``out`` is moved aside first and
-    removed after."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-    os.replace(out, old / "previous")
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old / "previous", out)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:

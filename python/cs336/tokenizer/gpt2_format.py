@@ -6,7 +6,9 @@ to the characters U+0100 onwards. ``vocab.json`` maps each token's string to its
 ``merges.txt`` has one merge ``a b`` per line in creation order, after an optional
 ``#version`` line. OpenAI's ``encoder.json`` / ``vocab.bpe`` are exactly these files.
 
-Files are written atomically: to a temporary file in the same folder, then renamed.
+Files are written atomically: to a temporary file in the same folder, then renamed; a
+tokenizer folder is built as a temporary folder beside its place, then renamed
+(:func:`write_dir`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from cs336._core import GPT2_PATTERN
-from cs336._files import atomic_open
+from cs336._files import atomic_dir, atomic_open
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -139,6 +141,7 @@ VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 SPECIAL_TOKENS_FILE = "special_tokens.json"
 PATTERN_FILE = "pattern.txt"
+TOKENIZER_FILES = (VOCAB_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE, PATTERN_FILE)
 
 
 def write_dir(
@@ -148,38 +151,73 @@ def write_dir(
     special_tokens: list[str],
     pattern: str = GPT2_PATTERN,
 ) -> Path:
-    """Save a tokenizer as ``directory/{vocab.json, merges.txt, special_tokens.json}``
-    (the directory is created when missing), plus ``pattern.txt`` holding ``pattern``
-    exactly (no added newline) when it is not GPT-2's; a stale ``pattern.txt`` from an
-    earlier save is removed. Returns the directory."""
+    """Save a tokenizer as ``directory/{vocab.json, merges.txt, special_tokens.json}``,
+    plus ``pattern.txt`` holding ``pattern`` exactly (no added newline) when it is not
+    GPT-2's. Returns the directory.
+
+    A new directory, or one that holds only a tokenizer's files, is built as a temporary
+    folder beside it and renamed into place: readers (and an interrupted save) see the
+    old tokenizer or the complete new one, never the files of two. In a directory that
+    also holds other files (a model's, say) the tokenizer's files are replaced one by one,
+    each atomically, and a stale ``pattern.txt`` is removed.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.is_dir() and any(p.name not in TOKENIZER_FILES for p in directory.iterdir()):
+        _write_files(directory, vocab, merges, special_tokens, pattern)
+        if pattern == GPT2_PATTERN:
+            (directory / PATTERN_FILE).unlink(missing_ok=True)
+        return directory
+    with atomic_dir(directory) as tmp:
+        _write_files(tmp, vocab, merges, special_tokens, pattern)
+    return directory
+
+
+def _write_files(
+    directory: Path, vocab: Vocab, merges: Merges, special_tokens: list[str], pattern: str
+) -> None:
     write_vocab(directory / VOCAB_FILE, vocab)
     write_merges(directory / MERGES_FILE, merges)
     atomic_write_text(
         directory / SPECIAL_TOKENS_FILE, json.dumps(list(special_tokens), ensure_ascii=False) + "\n"
     )
-    if pattern == GPT2_PATTERN:
-        (directory / PATTERN_FILE).unlink(missing_ok=True)
-    else:
+    if pattern != GPT2_PATTERN:
         atomic_write_text(directory / PATTERN_FILE, pattern)
-    return directory
 
 
 def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str], str]:
     """Load what :func:`write_dir` saved: ``(vocab, merges, special_tokens, pattern)``.
     ``special_tokens.json`` and ``pattern.txt`` are optional (GPT-2's own two files in a
-    folder load too, with no special tokens and GPT-2's pattern)."""
+    folder load too, with no special tokens and GPT-2's pattern).
+
+    Raises:
+        FileNotFoundError: ``directory`` is missing, or holds no vocab.json / merges.txt.
+        NotADirectoryError: ``directory`` is a file.
+        ValueError: a file is malformed (named).
+    """
     directory = Path(directory)
+    if not directory.exists():
+        raise FileNotFoundError(f"tokenizer folder not found: {directory}")
     if not directory.is_dir():
-        raise FileNotFoundError(f"tokenizer directory not found: {directory}")
+        raise NotADirectoryError(
+            f"{directory} is a file, not a tokenizer folder (the folder cs336 train-bpe "
+            f"writes, with {VOCAB_FILE} and {MERGES_FILE})"
+        )
+    for name in (VOCAB_FILE, MERGES_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a tokenizer folder: it has no {name} (cs336 train-bpe "
+                f"writes {VOCAB_FILE} and {MERGES_FILE})"
+            )
     vocab = read_vocab(directory / VOCAB_FILE)
     merges = read_merges(directory / MERGES_FILE)
     specials_path = directory / SPECIAL_TOKENS_FILE
     specials: list[str] = []
     if specials_path.exists():
         with open(specials_path, encoding="utf-8") as f:
-            specials = json.load(f)
+            try:
+                specials = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{specials_path}: not valid JSON: {e}") from None
         if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
             raise ValueError(f"{specials_path}: expected a JSON list of strings")
     pattern_path = directory / PATTERN_FILE

@@ -171,6 +171,7 @@ class Tokenizer:
 
         Raises:
             FileNotFoundError: the directory or one of its files is missing.
+            NotADirectoryError: ``directory`` is a file.
             ValueError: a file is malformed or the pattern does not compile.
         """
         vocab, merges, specials, pattern = gpt2_format.read_dir(directory)
@@ -178,7 +179,9 @@ class Tokenizer:
 
     def save_dir(self, directory: PathLike) -> Path:
         """Save to ``directory`` (created when missing) in :meth:`from_dir`'s layout and
-        return its path (``pattern.txt`` only for a pattern other than GPT-2's)."""
+        return its path (``pattern.txt`` only for a pattern other than GPT-2's). A new
+        folder, or one holding only a tokenizer, is replaced as a whole, atomically (see
+        :func:`cs336.tokenizer.gpt2_format.write_dir`)."""
         return gpt2_format.write_dir(
             directory, self._vocab, self._merges, self.special_tokens, self.pattern
         )

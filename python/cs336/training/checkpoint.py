@@ -26,12 +26,22 @@ new weights are written to ``PATH.pending``, then the checkpoint (which names th
 replaces the old one, then the weights are renamed to ``PATH``; a reader that finds
 ``PATH`` older than the checkpoint reads ``PATH.pending``.
 
-``safetensors`` is optional (``pip install 'cs336[hf]'``) and imported only when a
-weights file is written or read.
+Every checkpoint carries a checksum of its content (``"checksum"``: sha256 over each
+tensor's dtype, shape and bytes and over every other value, see :func:`content_checksum`),
+and every weights file one in its metadata; both are checked on every load, so a file that
+changed on disk is an error naming it (:class:`CorruptCheckpointError`), never a model with
+silently wrong weights. Files written before checksums existed load unchecked.
+
+A run folder stands for its checkpoint wherever a checkpoint is read
+(:func:`resolve_checkpoint`).
+
+``safetensors`` is optional (``pip install safetensors``, or the ``hf`` extra) and imported
+only when a weights file is written or read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -46,6 +56,15 @@ VERSION = 1
 VERSION_SPLIT = 2  # the weights are in a weights file beside the checkpoint
 WEIGHTS_FORMAT = "cs336-weights"
 WEIGHTS_VERSION = "1"
+CHECKPOINT_FILE = "checkpoint.pt"  # a run folder's checkpoint (cs336 train's OUT_DIR)
+WEIGHTS_FILE = "model.safetensors"  # its weights, with checkpoint_format = "safetensors"
+CHECKSUM_KEY = "checksum"  # in a checkpoint's dict and a weights file's metadata
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint or weights file whose content does not match the checksum written with
+    it: it changed on disk after it was saved."""
+
 
 Target = str | os.PathLike[str] | IO[bytes]
 """Where a checkpoint goes or comes from: a path or a binary file object."""
@@ -60,6 +79,76 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def content_checksum(obj: Any) -> str:
+    """``"sha256:<hex>"`` of a checkpoint's content: each tensor's dtype, shape and bytes
+    (its own elements in order, on the CPU, whatever storage it views: parameters that are
+    views into one flat buffer hash as they would alone), and every other value's type and
+    ``repr``, walking dicts in their order and lists and tuples alike.
+
+    >>> content_checksum({"w": torch.ones(2)}) == content_checksum({"w": torch.ones(2)})
+    True
+    >>> content_checksum({"w": torch.ones(2)}) == content_checksum({"w": torch.zeros(2)})
+    False
+    """
+    digest = hashlib.sha256()
+    _hash_into(digest, obj)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _hash_into(digest: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            own = tensor.to("cpu").contiguous().reshape(-1)
+            digest.update(own.view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        digest.update(f"dict {len(obj)};".encode())
+        for key, value in obj.items():
+            _hash_into(digest, key)
+            _hash_into(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"list {len(obj)};".encode())
+        for value in obj:
+            _hash_into(digest, value)
+    else:
+        text = repr(obj)
+        digest.update(f"{type(obj).__name__} {len(text)} {text};".encode())
+
+
+def _verify(content: Any, expected: str | None, name: str) -> None:
+    """Raise :class:`CorruptCheckpointError` naming ``name`` when ``content`` does not hash
+    to ``expected`` (None: a file from before checksums, not checked)."""
+    if expected is None:
+        return
+    if content_checksum(content) != expected:
+        raise CorruptCheckpointError(
+            f"{name} is corrupt: its content does not match the checksum written with it "
+            "(the file changed on disk after it was saved); use another copy or checkpoint"
+        )
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> str:
+    """The checkpoint file ``path`` stands for: a run folder (``cs336 train``'s OUT_DIR)
+    means its ``checkpoint.pt``, or its ``model.safetensors`` when it has only that; any
+    other path is itself.
+
+    Raises:
+        FileNotFoundError: a folder with neither file.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    for name in (CHECKPOINT_FILE, WEIGHTS_FILE):
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{path} is a folder without {CHECKPOINT_FILE} or {WEIGHTS_FILE}: give a checkpoint "
+        "file, or the run folder cs336 train wrote"
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -109,6 +198,7 @@ def save_checkpoint(
         "extra": extra or {},
     }
     if weights is None:
+        payload[CHECKSUM_KEY] = content_checksum(payload)
         if is_path:
             atomic_torch_save(payload, out)  # type: ignore[arg-type]
         else:
@@ -122,42 +212,57 @@ def save_checkpoint(
     payload.update(
         model=None, version=VERSION_SPLIT, weights={"file": relative, "id": checkpoint_id}
     )
+    payload[CHECKSUM_KEY] = content_checksum(payload)
     atomic_torch_save(payload, out)  # the commit point
     os.replace(pending, weights)
 
 
 def read_checkpoint(src: Target) -> dict[str, Any]:
-    """The raw checkpoint dict (tensors on the CPU), after checking its format, with
-    ``"model"`` filled in from the weights file when the checkpoint has one. A path
-    ending in ``.safetensors`` is read as a weights file alone (``"optimizer": None``,
-    ``"extra": {}``).
+    """The raw checkpoint dict (tensors on the CPU), after checking its format and its
+    checksum, with ``"model"`` filled in from the weights file when the checkpoint has one.
+    A run folder means its checkpoint (:func:`resolve_checkpoint`); a weights file
+    (``model.safetensors``) is read alone (``"optimizer": None``, ``"extra": {}``).
 
     Raises:
         FileNotFoundError: ``src`` (or its weights file) is a path that does not exist.
+        CorruptCheckpointError: the content does not match its checksum (a ValueError).
         ValueError: the file is corrupt, truncated, or not a cs336 checkpoint; its weights
             file does not belong to it; it has a weights file and ``src`` is not a path.
         RuntimeError: a weights file is to be read and safetensors is not installed.
     """
-    name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else "checkpoint stream"
-    if isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
-        raise FileNotFoundError(f"checkpoint not found: {name}")
-    if name.endswith(".safetensors"):
-        state, meta = read_weights(name)
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "iteration": int(meta.get("iteration", 0)),
-            "model": state,
-            "optimizer": None,
-            "model_config": meta["model_config"],
-            "extra": {},
-        }
+    if isinstance(src, (str, os.PathLike)):
+        name = resolve_checkpoint(src)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"checkpoint not found: {name}")
+        kind = _file_kind(name)
+        if kind == "safetensors":
+            state, meta = read_weights(name)
+            return {
+                "format": FORMAT,
+                "version": VERSION,
+                "iteration": int(meta.get("iteration", 0)),
+                "model": state,
+                "optimizer": None,
+                "model_config": meta["model_config"],
+                "extra": {},
+            }
+        if kind != "torch":
+            raise ValueError(
+                f"{name} is not a checkpoint: cs336 reads the .pt files cs336 train and "
+                "cs336 import-hf write, and model.safetensors weights files"
+            )
+        src = name
+    else:
+        name = "checkpoint stream"
     try:
         payload = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:  # torch reports corruption as RuntimeError, UnpicklingError, EOFError...
-        raise ValueError(f"{name} is corrupt or truncated (cannot be loaded): {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = type(e).__name__ if "weights_only" in first.lower() else first
+        raise ValueError(f"{name} is corrupt or truncated: torch cannot read it ({why})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{name} is not a cs336 checkpoint (no {FORMAT!r} marker)")
+    _verify(payload, payload.pop(CHECKSUM_KEY, None), name)
     if payload.get("version") not in (VERSION, VERSION_SPLIT):
         raise ValueError(
             f"{name} has checkpoint format version {payload.get('version')}, expected "
@@ -171,6 +276,18 @@ def read_checkpoint(src: Target) -> dict[str, Any]:
             )
         payload["model"] = _split_weights(name, payload["weights"])
     return payload
+
+
+def _file_kind(path: str) -> str:
+    """``"torch"`` (a zip archive or a legacy pickle, as ``torch.save`` writes),
+    ``"safetensors"`` (by name or by its header), or ``"other"``."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if path.endswith(".safetensors") or (len(head) == 9 and head[8:9] == b"{"):
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # zip (torch >= 1.6), pickle
+        return "torch"
+    return "other"
 
 
 def _split_weights(checkpoint: str, ref: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -221,8 +338,8 @@ def _safetensors() -> Any:
         import safetensors.torch
     except ImportError:
         raise RuntimeError(
-            "safetensors files need the safetensors package: pip install 'cs336[hf]' "
-            "(or pip install safetensors)"
+            "safetensors files need the safetensors package: pip install safetensors (or "
+            "install cs336 with its hf extra: pip install '.[hf]' in the source tree)"
         ) from None
     return safetensors.torch
 
@@ -230,10 +347,14 @@ def _safetensors() -> Any:
 def atomic_save_safetensors(
     tensors: dict[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str]
 ) -> None:
-    """Write ``tensors`` (no two may share memory) as a safetensors file at ``path``,
-    atomically (the file is built in memory, then written as :func:`atomic_torch_save`
-    writes)."""
-    data = _safetensors().save({k: v.contiguous() for k, v in tensors.items()}, metadata)
+    """Write ``tensors`` as a safetensors file at ``path``, atomically (the file is built in
+    memory, then written as :func:`atomic_torch_save` writes), with the checksum of their
+    content in the metadata (``"checksum"``, checked by :func:`load_safetensors`). Each
+    tensor is copied to its own memory first: views into one buffer (which safetensors
+    refuses) are written as the tensors they are."""
+    own = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    metadata = {**metadata, CHECKSUM_KEY: content_checksum({k: own[k] for k in sorted(own)})}
+    data = _safetensors().save(own, metadata)
     with atomic_open(path, "wb") as f:
         f.write(data)
 
@@ -241,10 +362,12 @@ def atomic_save_safetensors(
 def load_safetensors(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (on the CPU) and the metadata of the safetensors file ``path``.
+    """The tensors (on the CPU) and the metadata of the safetensors file ``path``, after
+    checking the checksum cs336 writes in its metadata (files written elsewhere have none).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        CorruptCheckpointError: the tensors do not match the checksum (a ValueError).
         ValueError: it is not a readable safetensors file.
     """
     _safetensors()
@@ -259,6 +382,8 @@ def load_safetensors(
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except Exception as e:  # safetensors raises SafetensorError, OSError, ...
         raise ValueError(f"{path} is not a readable safetensors file: {e}") from None
+    expected = metadata.pop(CHECKSUM_KEY, None)
+    _verify({k: tensors[k] for k in sorted(tensors)}, expected, path)
     return tensors, metadata
 
 
@@ -289,7 +414,7 @@ def save_weights(
             aliases[key] = seen[where]
         else:
             seen[where] = key
-            tensors[key] = tensor.detach().cpu()
+            tensors[key] = tensor
     config = getattr(model, "config", None)
     metadata = {
         "format": "pt",

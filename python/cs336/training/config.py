@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cs336.nn.config import ModelConfig, expand_preset
+from cs336.nn.config import MODEL_PRESETS, ModelConfig, expand_preset
 from cs336.training.budget import parse_duration
 from cs336.training.fields import FieldSpec, build, convert, dataclass_fields, unknown_key
 
@@ -219,7 +219,11 @@ class TrainConfig:
         default=1000, metadata=_help("steps between checkpoints (0: only at the end)")
     )
     out_dir: str = field(
-        default="runs/default", metadata=_help("checkpoint.pt, metrics.jsonl, config.json")
+        default="runs/default",
+        metadata=_help(
+            "the run folder: checkpoint.pt, metrics.jsonl, config.json (a new run: a new or "
+            "empty folder)"
+        ),
     )
     checkpoint_format: Literal["torch", "safetensors"] = field(
         default="torch",
@@ -231,8 +235,9 @@ class TrainConfig:
     init_from: str | None = field(
         default=None,
         metadata=_help(
-            "start a new run from the weights of this checkpoint or weights file (e.g. from "
-            "cs336 import-hf); optimizer and schedule start fresh; unused with --resume"
+            "start a new run from the weights of this checkpoint, weights file or run folder "
+            "(e.g. from cs336 import-hf); optimizer and schedule start fresh; unused with "
+            "--resume"
         ),
     )
     seed: int = field(default=0, metadata=_help("seed of the init, dropout and data order"))
@@ -243,7 +248,8 @@ class TrainConfig:
     compile: bool | Literal["auto"] = field(
         default="auto",
         metadata=_help(
-            "torch.compile the training step (model, loss and AdamW update); auto: on CUDA"
+            "torch.compile the training step (model, loss and AdamW update); auto: on CUDA, "
+            "and on the CPU when the run would take over 10 minutes uncompiled"
         ),
     )
     tf32: bool = field(default=True, metadata=_help("allow TF32 matmuls on CUDA"))
@@ -367,9 +373,21 @@ def _build(cls: type, d: Mapping[str, Any], prefix: str, *, source: str = "confi
     return build(cls, d, prefix, sections=sections, source=source)
 
 
+# `preset` in the [model] table is not a ModelConfig field: it stands for the fields of a
+# handout's model (expand_preset), which the fields given beside it override.
+_PRESET = FieldSpec(
+    "model.preset",
+    Literal[tuple(MODEL_PRESETS)],
+    None,
+    "a handout's model: cs336-2024 (GELU, learned positions) or cs336-2025 (SwiGLU, RoPE); "
+    "the model fields given beside it override its choices",
+)
+
+
 def field_specs() -> list[FieldSpec]:
     """Every field a config file or a ``--section.key`` flag can set, run settings first."""
     specs = list(dataclass_fields(TrainConfig, skip=list(_SECTIONS)).values())
+    specs.append(_PRESET)
     for section, cls in _SECTIONS.items():
         specs += [
             dataclasses.replace(s, name=f"{section}.{s.name}")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-# Max of a token file is computed in chunks of this many ids (64 MiB of uint32).
+# The id range of a token file is computed in chunks of this many ids (64 MiB of uint32).
 _SCAN_CHUNK = 1 << 24
 
 
@@ -29,11 +29,20 @@ def open_tokens(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder.
         ValueError: the file is not a ``.npy`` array, or not a 1-D integer array.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a token file (.npy)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"token file not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ValueError(
+                f"{path} is not a readable .npy token file: it is not a .npy file at all "
+                "(make one from text with cs336 tokenize)"
+            )
     try:
         tokens = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -46,20 +55,27 @@ def open_tokens(path: str | os.PathLike[str]) -> np.ndarray:
     return tokens
 
 
-def max_token_id(tokens: np.ndarray) -> int:
-    """Largest id in ``tokens``, read in chunks so a memmap is streamed, not loaded.
+def token_id_range(tokens: np.ndarray) -> tuple[int, int]:
+    """``(smallest, largest)`` id in ``tokens``, read in chunks so a memmap is streamed in
+    one pass, not loaded.
 
-    >>> max_token_id(np.array([3, 9, 2]))
-    9
+    >>> token_id_range(np.array([3, 9, 2]))
+    (2, 9)
+
+    Raises:
+        ValueError: ``tokens`` is empty.
     """
     if len(tokens) == 0:
         raise ValueError("the token array is empty")
-    return max(int(tokens[i : i + _SCAN_CHUNK].max()) for i in range(0, len(tokens), _SCAN_CHUNK))
+    chunks = (tokens[i : i + _SCAN_CHUNK] for i in range(0, len(tokens), _SCAN_CHUNK))
+    lows, highs = zip(*((int(c.min()), int(c.max())) for c in chunks), strict=True)
+    return min(lows), max(highs)
 
 
 def check_tokens(tokens: np.ndarray, context_length: int, vocab_size: int, name: str) -> None:
     """Check that ``tokens`` can feed a model: long enough for one ``context_length``
-    window plus its shifted target, and every id below ``vocab_size``.
+    window plus its shifted target, and every id in ``[0, vocab_size)`` (a file of a
+    signed type may hold negative numbers, which are no token ids).
 
     Raises:
         ValueError: naming ``name`` (usually the file) and the offending number.
@@ -69,7 +85,12 @@ def check_tokens(tokens: np.ndarray, context_length: int, vocab_size: int, name:
             f"{name} has {len(tokens)} tokens; a context of {context_length} needs at least "
             f"{context_length + 1}"
         )
-    largest = max_token_id(tokens)
+    smallest, largest = token_id_range(tokens)
+    if smallest < 0:
+        raise ValueError(
+            f"{name} contains {smallest}, which is no token id (ids are 0 to vocab_size - 1): "
+            "it is not a token file cs336 tokenize wrote"
+        )
     if largest >= vocab_size:
         raise ValueError(
             f"{name} contains token id {largest}, but the model's vocab_size is {vocab_size}: "

@@ -1,6 +1,6 @@
 """Loss curves of one or more training runs: loss against steps and against wall-clock
-time, side by side, in one PNG (``cs336 plot``). Train loss is a solid line and
-validation loss dashed with markers, one colour per run.
+time, side by side, in one PNG, PDF or SVG file, as its name says (``cs336 plot``). Train
+loss is a solid line and validation loss dashed with markers, one colour per run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from typing import Any
 from cs336._files import atomic_open
 from cs336.training.metrics import METRICS_FILE as METRICS
 from cs336.training.metrics import read_metrics
+
+# file name suffix -> matplotlib format
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
 def metrics_path(run: str | os.PathLike[str]) -> str:
@@ -40,16 +43,25 @@ def plot_runs(
     log_y: bool = False,
 ) -> str:
     """Plot every run's train and validation loss against steps (left) and wall-clock
-    seconds (right) into the PNG ``out`` (written atomically); returns its path.
+    seconds (right) into ``out`` (written atomically), a PNG, PDF or SVG file as its name
+    ends; returns its path.
 
     ``labels`` default to each run's directory name. Runs that diverged show their
     curve up to the last finite loss.
 
     Raises:
         FileNotFoundError: a run has no metrics file.
-        ValueError: no runs, labels of the wrong length, or a run without any loss.
+        ValueError: no runs, labels of the wrong length, a run without any loss, or a file
+            name that ends in none of .png, .pdf, .svg.
         RuntimeError: matplotlib is not installed.
     """
+    out = os.fspath(out)
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"{out}: plots are written as .png, .pdf or .svg, and the file name says which "
+            f"(not {suffix or 'no extension'!r})"
+        )
     if not runs:
         raise ValueError("give at least one run directory or metrics file")
     if labels is not None and len(labels) != len(runs):
@@ -70,9 +82,7 @@ def plot_runs(
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError(
-            "plotting needs matplotlib: pip install matplotlib (or cs336[plot])"
-        ) from None
+        raise RuntimeError("plotting needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -95,10 +105,9 @@ def plot_runs(
     axes[0].legend(fontsize="small")
     fig.tight_layout()
 
-    out = os.fspath(out)
     try:
         with atomic_open(out, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
+            fig.savefig(f, format=FORMATS[suffix], dpi=120)
     finally:
         plt.close(fig)
     return out

@@ -23,7 +23,12 @@ from cs336.accounting import peak_flops
 from cs336.optim import AdamW
 from cs336.training.allocator import keep_freed_memory
 from cs336.training.budget import TimeBudget
-from cs336.training.checkpoint import read_checkpoint, save_checkpoint
+from cs336.training.checkpoint import (
+    CHECKPOINT_FILE,
+    WEIGHTS_FILE,
+    read_checkpoint,
+    save_checkpoint,
+)
 from cs336.training.config import TrainConfig
 from cs336.training.data import batch_at, check_tokens, eval_batches, open_tokens, sample_starts
 from cs336.training.metrics import METRICS_FILE, require
@@ -40,8 +45,7 @@ from cs336.training.step import (
     wrap_model,
 )
 
-CHECKPOINT = "checkpoint.pt"
-WEIGHTS_FILE = "model.safetensors"  # checkpoint_format = "safetensors": the weights, beside it
+CHECKPOINT = CHECKPOINT_FILE
 BEST, BEST_WEIGHTS = "best.pt", "best.safetensors"  # keep_best: the lowest validation loss
 
 
