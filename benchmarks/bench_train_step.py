@@ -80,7 +80,7 @@ SHAPES: dict[str, tuple[dict, int]] = {
 # variant -> TrainConfig overrides applied alone over the defaults
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "reference kernels": {"model.attention": "reference"},
+    "reference kernels": {"model.kernels": "reference"},
     "compile=true": {"compile": True},
     "compile=false": {"compile": False},
     "optim.impl=torch": {"optim.impl": "torch"},

@@ -114,7 +114,7 @@ def test_gpt2_xl_numbers():
 @pytest.mark.parametrize("seq_len", [12, 5])
 def test_forward_flops_equal_torch_flop_counter(kw, seq_len):
     # the handout's math (the fused attention's backward recomputes the scores: 5 matmuls)
-    cfg = dataclasses.replace(SMALL, **kw, attention="reference")
+    cfg = dataclasses.replace(SMALL, **kw, kernels="reference")
     model = TransformerLM.from_config(cfg)
     x = torch.randint(0, cfg.vocab_size, (1, seq_len))
     with FlopCounterMode(display=False) as counter:

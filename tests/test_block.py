@@ -56,7 +56,7 @@ def test_block_parameter_names():
     [
         ({"norm": "layer"}, "norm must be"),
         ({"ffn": "relu"}, "ffn must be"),
-        ({"attention": "flash"}, "attention must be"),
+        ({"kernels": "flash"}, "kernels must be"),
         ({"norm": "post", "parallel": True}, "parallel"),
     ],
 )

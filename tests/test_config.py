@@ -203,3 +203,18 @@ def test_compile_backend_is_aot_eager_on_mps_only():
 
     assert compile_backend("mps") == "aot_eager"
     assert {compile_backend(d) for d in ("cpu", "cuda")} == {"inductor"}
+
+
+def test_configs_and_checkpoints_that_name_kernels_attention_still_read(tmp_path):
+    """`kernels` was called `attention`: a model table, a checkpoint's config and a
+    preset read under either name (never both)."""
+    from cs336 import ModelConfig
+
+    shape = dict(vocab_size=16, context_length=8, d_model=8, num_layers=1, num_heads=2, d_ff=16)
+    assert ModelConfig.from_dict({**shape, "attention": "reference"}).kernels == "reference"
+    assert (
+        ModelConfig.from_dict({**shape, "preset": "cs336-2025", "attention": "fused"}).kernels
+        == "fused"
+    )
+    with pytest.raises(ValueError, match="not both"):
+        ModelConfig.from_dict({**shape, "attention": "fused", "kernels": "fused"})

@@ -243,7 +243,7 @@ def test_unsupported_models_raise_naming_the_feature_and_write_nothing(
 
 
 def test_dropout_and_the_attention_kernel_do_not_stop_an_export(tmp_path):
-    model = llama_shaped(attn_pdrop=0.1, residual_pdrop=0.1, attention="reference")
+    model = llama_shaped(attn_pdrop=0.1, residual_pdrop=0.1, kernels="reference")
     out = to_hf(model, tmp_path / "out")
     assert {p.name for p in out.iterdir()} == FILES  # no tokenizer given
     assert json.loads((out / "config.json").read_text())["attention_dropout"] == 0.1

@@ -88,7 +88,7 @@ def test_the_default_cuda_step_compiles_and_tracks_the_fp32_reference():
     cfg = _config()
     assert compile_enabled(cfg, torch.device("cuda"))
     fast = _losses(cfg)  # a compile that fell back to eager would warn: an error here
-    reference = _losses(_config(compile=False, dtype="float32", model={"attention": "reference"}))
+    reference = _losses(_config(compile=False, dtype="float32", model={"kernels": "reference"}))
     assert all(np.isfinite(fast))
     assert abs(fast[0] - reference[0]) < 0.02 * reference[0]
     assert abs(fast[-1] - reference[-1]) < 0.05 * reference[0]

@@ -185,13 +185,3 @@ def test_the_reference_layers_use_no_torch_nn_layers_or_functional():
     model = TransformerLM(50, 8, 16, 2, 2, 32, position="rope", ffn="swiglu")
     builtin = (torch.nn.Linear, torch.nn.Embedding, torch.nn.RMSNorm, torch.nn.LayerNorm)
     assert not [m for m in model.modules() if isinstance(m, builtin)]
-
-
-def test_names_that_moved_still_import_from_layers():
-    from cs336.nn.attention import MultiHeadSelfAttention
-    from cs336.nn.block import TransformerBlock
-
-    assert layers.MultiHeadSelfAttention is MultiHeadSelfAttention
-    assert layers.TransformerBlock is TransformerBlock
-    with pytest.raises(AttributeError, match="no attribute 'Bogus'"):
-        _ = layers.Bogus

@@ -24,14 +24,14 @@ VARIANTS = [
     {"position": "none"},
     {"ffn": "swiglu"},
     {"ffn": "silu"},
-    {"attention": "fused"},
+    {"kernels": "fused"},
     {"init": "xavier"},
-    {"position": "rope", "ffn": "swiglu", "attention": "fused", "tie_embeddings": True},
+    {"position": "rope", "ffn": "swiglu", "kernels": "fused", "tie_embeddings": True},
     PRESET_2025,
     {**PRESET_2025, "position": "none"},  # the 2025 NoPE ablation
     {**PRESET_2025, "ffn": "silu"},  # the 2025 SiLU ablation
     {**PRESET_2025, "norm": "post"},
-    {**PRESET_2025, "norm": "none", "attention": "fused"},
+    {**PRESET_2025, "norm": "none", "kernels": "fused"},
 ]
 
 
@@ -155,8 +155,8 @@ def test_kv_cache_decoding_equals_full_recomputation(kw):
 def test_fast_kernels_equal_the_reference_path(kernels, kw):
     """The default kernels (auto) and fused ones against the handout's code: logits, the
     loss with targets, and every parameter's gradient (float64, so only the math counts)."""
-    ref = _model(**kw, attention="reference").double()
-    fast = _model(**kw, attention=kernels).double()
+    ref = _model(**kw, kernels="reference").double()
+    fast = _model(**kw, kernels=kernels).double()
     fast.load_state_dict(ref.state_dict())
     x = torch.randint(0, 50, (4, 16))
     torch.testing.assert_close(fast(x), ref(x))
@@ -169,7 +169,7 @@ def test_fast_kernels_equal_the_reference_path(kernels, kw):
 
 
 def test_the_default_kernels_are_torchs_fused_ones():
-    """attention='auto' runs F.scaled_dot_product_attention, F.rms_norm, F.gelu and the
+    """kernels='auto' runs F.scaled_dot_product_attention, F.rms_norm, F.gelu and the
     chunked cross-entropy (seen through the ops the profiler records), 'reference' none."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -177,14 +177,14 @@ def test_the_default_kernels_are_torchs_fused_ones():
     ops = {}
     for kernels in ("auto", "reference"):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            _model(attention=kernels)(x, targets=x).backward()
+            _model(kernels=kernels)(x, targets=x).backward()
         ops[kernels] = {e.key for e in prof.key_averages()}
     fused = {"aten::scaled_dot_product_attention", "aten::rms_norm", "aten::gelu"}
     assert fused <= ops["auto"] and not fused & ops["reference"]
     assert any("ChunkedCrossEntropy" in k for k in ops["auto"])
     # auto decodes with the reference attention after the prefill; fused keeps SDPA
     for kernels, sdpa_in_decode in (("auto", False), ("fused", True)):
-        model = _model(attention=kernels).eval()
+        model = _model(kernels=kernels).eval()
         cache = model.init_kv_cache(2)
         model(x[:, :8], kv_cache=cache)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -220,7 +220,7 @@ def test_forward_rejects_long_or_malformed_input():
         ({"ffn": "relu"}, "ffn must be one of"),
         ({"position": "sinusoidal"}, "position must be one of"),
         ({"init": "kaiming"}, "init must be one of 'gpt2', 'xavier'"),
-        ({"attention": "flash"}, "attention must be one of"),
+        ({"kernels": "flash"}, "kernels must be one of"),
         ({"parallel": "yes"}, "parallel must be true or false"),
         ({"norm": "post", "parallel": True}, "parallel layers need norm"),
         ({"position": "rope", "d_model": 36, "num_heads": 4}, "even head dimension.*= 9"),
@@ -322,11 +322,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("attention", ["reference", "fused"])
-def test_cuda_bf16_training_tracks_fp32(attention):
+@pytest.mark.parametrize("kernels", ["reference", "fused"])
+def test_cuda_bf16_training_tracks_fp32(kernels):
     def train(autocast: bool) -> list[float]:
         torch.manual_seed(0)
-        model = TransformerLM(**{**SMALL, "context_length": 64}, attention=attention).cuda()
+        model = TransformerLM(**{**SMALL, "context_length": 64}, kernels=kernels).cuda()
         x = torch.randint(0, 50, (8, 65), device="cuda")
         opt = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, foreach=True)
         losses = []
@@ -349,7 +349,7 @@ def test_cuda_bf16_training_tracks_fp32(attention):
 @cuda
 def test_cuda_kv_cache_and_fused_attention_match_reference():
     ref = _model().cuda().eval()
-    fused = _model(attention="fused").cuda().eval()
+    fused = _model(kernels="fused").cuda().eval()
     fused.load_state_dict(ref.state_dict())
     x = torch.randint(0, 50, (2, 16), device="cuda")
     full = ref(x)

@@ -10,10 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 import pytest
 
 import cs336
 from cs336 import _core
+
+ROOT = Path(__file__).resolve().parent.parent
 
 STUB = Path(cs336.__file__).with_name("_core.pyi")
 HEAVY = ("torch", "tiktoken", "tokenizers", "matplotlib", "regex")
@@ -93,5 +100,16 @@ def test_stubtest_agrees_with_the_compiled_module():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_version_is_a_string():
-    assert isinstance(cs336.__version__, str) and cs336.__version__
+def test_the_version_is_the_crates():
+    """Installed or not, cs336.__version__ is the version Cargo.toml gives the package
+    (maturin takes it from there), and `cs336 --version` prints it."""
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+    assert cs336.__version__ == cargo
+    out = subprocess.run(
+        [sys.executable, "-m", "cs336", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
+    )
+    assert cargo in out.stdout

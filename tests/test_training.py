@@ -131,7 +131,7 @@ def test_resume_accepts_another_attention_kernel_but_not_another_model(tmp_path)
     """The kernel changes how the weights are used, not what they are."""
     cycle = {"optim.cosine_cycle_iters": 8}
     train(make_config(tmp_path, max_steps=2, eval_interval=0, **cycle))
-    fused = {"model.attention": "fused", **cycle}
+    fused = {"model.kernels": "fused", **cycle}
     assert list(train(make_config(tmp_path, max_steps=3, **fused), resume="auto").train_losses) == [
         3
     ]

@@ -47,7 +47,6 @@ if _is_the_command():
 import importlib  # noqa: E402
 from typing import Any  # noqa: E402
 
-from cs336 import _moved  # noqa: E402, F401  (old module paths keep importing)
 from cs336.tokenizer import GPT2_PATTERN, BPETrainer, Tokenizer, train_bpe  # noqa: E402
 
 # name -> module that defines it; imported lazily because these modules import torch.
@@ -71,9 +70,8 @@ _LAZY = {
     "TransformerBlock": "cs336.nn.block",
     "ModelConfig": "cs336.nn.config",
     "TransformerLM": "cs336.nn.model",
-    **dict.fromkeys(
-        ["SGD", "AdamW", "clip_grad_norm", "param_groups", "lr_cosine_schedule"], "cs336.optim"
-    ),
+    **dict.fromkeys(["SGD", "AdamW", "clip_grad_norm", "lr_cosine_schedule"], "cs336.optim"),
+    "param_groups": "cs336.nn.groups",
     **dict.fromkeys(["get_batch", "open_tokens"], "cs336.training.data"),
     **dict.fromkeys(["save_checkpoint", "load_checkpoint"], "cs336.training.checkpoint"),
     **dict.fromkeys(["TrainConfig", "OptimConfig", "DataConfig"], "cs336.training.config"),
@@ -91,8 +89,15 @@ def _version() -> str:
 
     try:
         return version("cs336")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0"
+    except PackageNotFoundError:  # a source tree that was never installed: the crate's
+        import re
+        from pathlib import Path
+
+        cargo = Path(__file__).resolve().parents[2] / "Cargo.toml"
+        found = (
+            re.search(r'^version = "([^"]+)"', cargo.read_text(), re.M) if cargo.is_file() else None
+        )
+        return found.group(1) if found else "0+unknown"
 
 
 def __getattr__(name: str) -> Any:

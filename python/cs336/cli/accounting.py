@@ -25,7 +25,7 @@ _SHAPE_FLAGS = {
     "num_heads": int,
     "d_ff": int,
 }
-# The variants that change a count (the attention kernel changes none); their choices come
+# The variants that change a count (the kernels change none); their choices come
 # from cs336.nn.config.VARIANTS.
 _OPTION_FLAGS = ("norm", "ffn", "position")
 

@@ -160,7 +160,7 @@ def from_hf(
     directory: str | os.PathLike[str],
     *,
     context_length: int | None = None,
-    attention: str | None = None,
+    kernels: str | None = None,
 ) -> TransformerLM:
     """The cs336 :class:`~cs336.nn.model.TransformerLM` (the ``cs336-2025`` preset's
     architecture, float32, eval mode) of the transformers LLaMA model in ``directory``
@@ -168,7 +168,7 @@ def from_hf(
     ``model.safetensors.index.json``). Grouped-query attention is expanded to one key and
     value head per query head, which computes the same attention. ``context_length``
     defaults to the model's ``max_position_embeddings`` (a smaller one computes the same
-    logits over the positions it has, with smaller KV caches); ``attention`` chooses the
+    logits over the positions it has, with smaller KV caches); ``kernels`` chooses the
     kernels (default: ModelConfig's).
 
     >>> model = from_hf("hf/tinyllama", context_length=2048)  # doctest: +SKIP
@@ -205,7 +205,7 @@ def from_hf(
         tie_embeddings=bool(config.get("tie_word_embeddings", False)),
         attn_pdrop=float(config.get("attention_dropout") or 0.0),
         norm_eps=float(config.get("rms_norm_eps", LLAMA_DEFAULT_EPS)),
-        **({} if attention is None else {"attention": attention}),
+        **({} if kernels is None else {"kernels": kernels}),
     )
     state = from_hf_state_dict(_read_hf_weights(directory), config)
     if model_cfg.tie_embeddings:

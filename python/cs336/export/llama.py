@@ -70,7 +70,7 @@ _ROPE_ROWS = ("attn.q_proj.weight", "attn.k_proj.weight")
 
 def unsupported_features(cfg: ModelConfig) -> list[str]:
     """The features of ``cfg`` that ``LlamaForCausalLM`` does not compute, each named
-    with its config field (empty for a LLaMA-shaped model). Dropout, ``attention`` (the
+    with its config field (empty for a LLaMA-shaped model). Dropout, ``kernels`` (the
     kernel) and ``init`` do not change what a trained model computes, so they are not
     listed; dropout is carried as ``attention_dropout`` (residual dropout has no LLaMA
     field and only acts in training).

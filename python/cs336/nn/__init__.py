@@ -1,8 +1,9 @@
 """The model in pure PyTorch: stateless math (:mod:`~cs336.nn.functional`), the layers
 (:mod:`~cs336.nn.layers`: Linear, Embedding, RMSNorm, feed-forwards), attention and RoPE
 (:mod:`~cs336.nn.attention`), the block (:mod:`~cs336.nn.block`), the hyperparameters and
-presets (:mod:`~cs336.nn.config`) and the language model with its KV cache
-(:mod:`~cs336.nn.model`). Nothing here imports the tokenizer.
+presets (:mod:`~cs336.nn.config`), the language model with its KV cache
+(:mod:`~cs336.nn.model`), which parameters decay (:mod:`~cs336.nn.groups`) and the model
+compiled block by block (:mod:`~cs336.nn.compiled`). Nothing here imports the tokenizer.
 """
 
 from cs336.nn.attention import (
@@ -22,6 +23,7 @@ from cs336.nn.functional import (
     silu,
     softmax,
 )
+from cs336.nn.groups import param_groups
 from cs336.nn.layers import Embedding, FeedForward, Linear, RMSNorm, SwiGLU
 from cs336.nn.model import KVCache, TransformerLM
 
@@ -46,6 +48,7 @@ __all__ = [
     "default_d_ff",
     "dropout",
     "gelu",
+    "param_groups",
     "perplexity",
     "scaled_dot_product_attention",
     "silu",

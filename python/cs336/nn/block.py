@@ -40,12 +40,12 @@ class TransformerBlock(nn.Module):
         attn_pdrop: dropout on the attention probabilities.
         residual_pdrop: dropout on each sublayer's output before the residual add.
         max_seq_len, theta: RoPE of its own in the attention (give both), or ``rope``.
-        norm, parallel, ffn, attention: see :data:`~cs336.nn.config.VARIANTS`.
+        norm, parallel, ffn, kernels: see :data:`~cs336.nn.config.VARIANTS`.
         norm_eps: the RMSNorms' epsilon.
         device, dtype: of the parameters.
 
     Raises:
-        ValueError: for an unknown ``norm``, ``ffn`` or ``attention``, parallel with
+        ValueError: for an unknown ``norm``, ``ffn`` or ``kernels``, parallel with
             post-norm, or a dropout outside [0, 1).
     """
 
@@ -63,7 +63,7 @@ class TransformerBlock(nn.Module):
         parallel: bool = False,
         ffn: str = "gelu",
         rope: RotaryPositionalEmbedding | None = None,
-        attention: str = "reference",
+        kernels: str = "reference",
         norm_eps: float = 1e-5,
         device: Device = None,
         dtype: Any = None,
@@ -71,14 +71,14 @@ class TransformerBlock(nn.Module):
         super().__init__()
         check_variant("norm", norm)
         check_variant("ffn", ffn)
-        check_variant("attention", attention)
+        check_variant("kernels", kernels)
         check_dropout("attn_pdrop", attn_pdrop, _POSITIONAL_2025_HINT)
         check_dropout("residual_pdrop", residual_pdrop, _POSITIONAL_2025_HINT)
         if parallel and norm == "post":
             raise ValueError("parallel layers need norm='pre' or 'none', got 'post'")
         self.norm = norm
         self.parallel = parallel
-        kw: dict[str, Any] = {"device": device, "dtype": dtype, "kernels": attention}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype, "kernels": kernels}
         if norm != "none":
             self.ln1 = RMSNorm(d_model, norm_eps, **kw)
         self.attn = MultiHeadSelfAttention(

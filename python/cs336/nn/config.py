@@ -45,9 +45,9 @@ __all__ = [
 #: - ``init``: ``gpt2`` (std 0.02, residual projections scaled by 1/sqrt(2L)) or
 #:   ``xavier`` (the 2025 handout's: Linear N(0, 2/(in+out)), Embedding N(0, 1), each
 #:   truncated at 3 std); see :meth:`~cs336.nn.model.TransformerLM.init_weights`;
-#: - ``attention``: the kernels the model runs (the name is historic: it chooses more than
-#:   attention). ``reference`` is the handout's own code everywhere (the reference
-#:   softmax attention, RMSNorm, GELU/SiLU and cross-entropy of
+#: - ``kernels``: the code the model runs (``attention`` in configs and checkpoints written
+#:   before this name, still read). ``reference`` is the handout's own code everywhere (the
+#:   reference softmax attention, RMSNorm, GELU/SiLU and cross-entropy of
 #:   :mod:`cs336.nn.functional`, separate q/k/v matmuls); ``fused`` is PyTorch's fused
 #:   kernels (``F.scaled_dot_product_attention``, ``F.rms_norm``, ``F.gelu``/``F.silu``,
 #:   ``F.embedding``), one q/k/v matmul and the chunked cross-entropy of
@@ -58,7 +58,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ffn": ("gelu", "swiglu", "silu"),
     "position": ("learned", "rope", "none"),
     "init": ("gpt2", "xavier"),
-    "attention": ("auto", "reference", "fused"),
+    "kernels": ("auto", "reference", "fused"),
 }
 
 #: The model of each edition of the handout, as the ModelConfig fields it fixes (the
@@ -87,10 +87,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-#: Fields that do not change what a model's weights compute: the kernels (``attention``)
+#: Fields that do not change what a model's weights compute: the kernels (``kernels``)
 #: and how fresh weights are drawn (``init``). A checkpoint's weights continue under any
 #: value of these, so a resumed run (or ``init_from``) may change them.
-WEIGHT_NEUTRAL_FIELDS: tuple[str, ...] = ("attention", "init")
+WEIGHT_NEUTRAL_FIELDS: tuple[str, ...] = ("kernels", "init")
 
 
 def check_variant(name: str, value: object) -> None:
@@ -108,9 +108,9 @@ def check_variant(name: str, value: object) -> None:
 
 
 def fused_kernels(kernels: str) -> bool:
-    """Whether ``VARIANTS["attention"]`` value ``kernels`` runs the fused kernels outside
+    """Whether ``VARIANTS["kernels"]`` value ``kernels`` runs the fused kernels outside
     attention (``auto`` and ``fused`` do)."""
-    check_variant("attention", kernels)
+    check_variant("kernels", kernels)
     return kernels != "reference"
 
 
@@ -148,15 +148,23 @@ def expand_preset(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` with a ``"preset"`` key replaced by that preset's choices (the explicit
     fields win) and, when ``d_ff`` is absent, ``d_ff = default_d_ff(d_model, ffn)``;
     without a ``"preset"`` key, a plain copy. A training config's ``[model]`` table and
-    :meth:`ModelConfig.from_dict` go through it.
+    :meth:`ModelConfig.from_dict` (so every checkpoint's config) go through it, which is
+    also where the field ``kernels`` is read under its old name ``attention``.
 
     >>> expand_preset({"preset": "cs336-2025", "d_model": 512, "norm": "post"})["d_ff"]
     1344
+    >>> expand_preset({"attention": "reference"})
+    {'kernels': 'reference'}
 
     Raises:
-        ValueError: for an unknown preset name (the known ones are listed).
+        ValueError: for an unknown preset name (the known ones are listed), or both
+            ``kernels`` and its old name.
     """
     out = dict(fields)
+    if "attention" in out:  # the field's name in configs and checkpoints before `kernels`
+        if "kernels" in out:
+            raise ValueError("give kernels or its old name attention, not both")
+        out["kernels"] = out.pop("attention")
     if "preset" not in out:
         return out
     name = out.pop("preset")
@@ -190,8 +198,8 @@ class ModelConfig:
 
     The defaults of the keyword options are the 2024 handout's model: pre-norm, GELU
     feed-forward, learned absolute positions, untied head, GPT-2 init; the kernels are
-    PyTorch's fused ones (``attention="auto"``), with the handout's reference code one
-    field away (``attention="reference"``). :meth:`preset` builds the 2025 handout's
+    PyTorch's fused ones (``kernels="auto"``), with the handout's reference code one
+    field away (``kernels="reference"``). :meth:`preset` builds the 2025 handout's
     (``"cs336-2025"``).
 
     Raises:
@@ -226,7 +234,7 @@ class ModelConfig:
         metadata=_help("positions: learned (absolute), rope, or none (NoPE)"),
     )
     rope_theta: float = field(default=10000.0, metadata=_help("RoPE base frequency"))
-    attention: str = field(
+    kernels: str = field(
         default="auto",
         metadata=_help(
             "kernels: auto (torch's fused ones; the reference attention for KV-cache "
@@ -298,7 +306,7 @@ class ModelConfig:
         ``"name: mine vs theirs"``: empty when a checkpoint of one continues as the other.
 
         >>> a = ModelConfig(100, 16, 32, 2, 4, 64)
-        >>> a.weight_differences(dataclasses.replace(a, d_model=64, attention="fused"))
+        >>> a.weight_differences(dataclasses.replace(a, d_model=64, kernels="fused"))
         ['d_model: 32 vs 64']
         """
         mine, theirs = self.to_dict(), other.to_dict()

@@ -10,12 +10,11 @@ PyTorch's fused kernel for the same formula instead, tested equal. Every constru
 takes ``device`` and ``dtype`` for its parameters.
 
 Attention (and RoPE) live in :mod:`cs336.nn.attention`, the block in
-:mod:`cs336.nn.block`; their names still import from here.
+:mod:`cs336.nn.block`.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -243,19 +242,3 @@ def feed_forward(
     if kind == "swiglu":
         return SwiGLU(d_model, d_ff, **kw)
     return FeedForward(d_model, d_ff, activation=kind, **kw)
-
-
-# Names that moved to their own modules; ``from cs336.nn.layers import X`` keeps working.
-_MOVED = {
-    "RotaryPositionalEmbedding": "cs336.nn.attention",
-    "RotaryEmbedding": "cs336.nn.attention",
-    "AttentionCache": "cs336.nn.attention",
-    "MultiHeadSelfAttention": "cs336.nn.attention",
-    "TransformerBlock": "cs336.nn.block",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

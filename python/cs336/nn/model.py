@@ -101,7 +101,7 @@ class TransformerLM(nn.Module):
         ffn: str = "gelu",
         position: str = "learned",
         rope_theta: float = 10000.0,
-        attention: str = "auto",
+        kernels: str = "auto",
         init: str = "gpt2",
         norm_eps: float = 1e-5,
         device: Device = None,
@@ -112,15 +112,15 @@ class TransformerLM(nn.Module):
             vocab_size, context_length, d_model, num_layers, num_heads, d_ff,
             attn_pdrop, residual_pdrop, norm=norm, parallel=parallel,
             tie_embeddings=tie_embeddings, ffn=ffn, position=position,
-            rope_theta=rope_theta, attention=attention, init=init, norm_eps=norm_eps,
+            rope_theta=rope_theta, kernels=kernels, init=init, norm_eps=norm_eps,
         )  # fmt: skip
         self.config = cfg
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        kernels = {"kernels": attention}
-        self.token_embeddings = Embedding(vocab_size, d_model, **kw, **kernels)
+        choice = {"kernels": kernels}
+        self.token_embeddings = Embedding(vocab_size, d_model, **kw, **choice)
         rope = None
         if position == "learned":
-            self.position_embeddings = Embedding(context_length, d_model, **kw, **kernels)
+            self.position_embeddings = Embedding(context_length, d_model, **kw, **choice)
         elif position == "rope":  # one table for every layer
             rope = RotaryPositionalEmbedding(rope_theta, cfg.d_k, context_length, device)
         self.dropout = nn.Dropout(residual_pdrop)
@@ -135,15 +135,15 @@ class TransformerLM(nn.Module):
                 parallel=parallel,
                 ffn=ffn,
                 rope=rope,
-                attention=attention,
+                kernels=kernels,
                 norm_eps=norm_eps,
                 **kw,
             )  # fmt: skip
             for _ in range(num_layers)
         )
         if norm == "pre":  # a post-norm block's output is already normalized
-            self.ln_final = RMSNorm(d_model, norm_eps, **kw, **kernels)
-        self._loss = cross_entropy if attention == "reference" else chunked_cross_entropy
+            self.ln_final = RMSNorm(d_model, norm_eps, **kw, **choice)
+        self._loss = cross_entropy if kernels == "reference" else chunked_cross_entropy
         self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
@@ -272,7 +272,7 @@ class TransformerLM(nn.Module):
             targets: ``(B, T)`` integer ids of the next tokens: then the return value is
                 the mean cross-entropy, a float32 scalar (what training differentiates; one
                 call, so ``torch.compile`` sees model and loss together). It is
-                :func:`~cs336.nn.functional.cross_entropy` with ``attention="reference"``,
+                :func:`~cs336.nn.functional.cross_entropy` with ``kernels="reference"``,
                 else :func:`~cs336.nn.fused.chunked_cross_entropy` (no float32 copy of the
                 logits).
             kv_cache: from :meth:`init_kv_cache`; appended to in place.

@@ -105,7 +105,7 @@ def train(
     ``resume``: ``None`` (fresh run; refuses an ``out_dir`` that already has a
     checkpoint), ``"auto"`` (continue ``out_dir/checkpoint.pt`` if present) or a
     checkpoint path. The checkpoint's model must match ``config.model`` except in the
-    fields that do not change its weights (``attention``, ``init``). Run under
+    fields that do not change its weights (``kernels``, ``init``). Run under
     ``torchrun`` for DDP (one process per device).
 
     SIGINT / SIGTERM stop the run cleanly after the current step, with a checkpoint. A

@@ -23,8 +23,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from cs336.nn.compiled import CompiledLM
+from cs336.nn.groups import param_groups
 from cs336.nn.model import TransformerLM
-from cs336.optim import SGD, AdamW, clip_grad_norm, param_groups
+from cs336.optim import SGD, AdamW, clip_grad_norm
 from cs336.training.config import TrainConfig
 
 __all__ = [
@@ -225,7 +226,7 @@ def build_optimizer(
     config: TrainConfig, model: nn.Module, device: torch.device, *, compiled: bool = False
 ) -> torch.optim.Optimizer:
     """The run's AdamW with ``config.optim``'s hyperparameters and no weight decay on
-    norms and embeddings (:func:`~cs336.optim.param_groups`).
+    norms and embeddings (:func:`~cs336.nn.groups.param_groups`).
 
     ``optim.impl = "cs336"``: :class:`~cs336.AdamW` (the handout's formula). When the step
     is compiled (``compiled``), the update is too, over flat buffers: one fused kernel per

@@ -1,4 +1,5 @@
-"""Which parameters get weight decay: :func:`param_groups`."""
+"""Which of a model's parameters get weight decay (:func:`param_groups`): the model's
+business, so the optimizers (:mod:`cs336.optim`) see parameter groups only."""
 
 from __future__ import annotations
 
