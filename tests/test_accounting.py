@@ -255,7 +255,7 @@ def test_peak_flops_table():
 def test_docstring_examples():
     import doctest
 
-    import cs336.accounting
+    import cs336.accounting.costs
 
-    result = doctest.testmod(cs336.accounting)
+    result = doctest.testmod(cs336.accounting.costs)
     assert result.attempted >= 6 and result.failed == 0

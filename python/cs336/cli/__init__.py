@@ -1,8 +1,9 @@
 """The ``cs336`` command line: one subcommand per module in ``cs336.cli``.
 
 Each subcommand module is a thin argparse front to a typed library function and defines
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
-imported only when needed, so ``cs336 train-bpe --help`` never imports torch.
+``add_arguments(parser)`` and ``run(args) -> int``; its one-line help is in
+:data:`COMMANDS`. Modules are imported only when needed, so ``cs336 train-bpe --help``
+never imports torch.
 
 Conventions of every subcommand: an option may be written with dashes or underscores
 (``--vocab-size`` or ``--vocab_size``), never abbreviated, and an unknown one is answered

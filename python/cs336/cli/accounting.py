@@ -14,8 +14,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-HELP = "parameters, FLOPs, memory and MFU of a model config"
-
 # flag -> ModelConfig field, for the shape flags that override a preset or config file
 _SHAPE_FLAGS = {
     "vocab_size": int,
@@ -148,129 +146,6 @@ def _model_config(args: argparse.Namespace) -> Any:
     return dataclasses.replace(cfg, **options)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        # first column left-aligned (labels), the others right-aligned (numbers)
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
-def _si(x: float, unit: str = "") -> str:
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= factor:
-            return f"{x / factor:.3f} {prefix}{unit}"
-    return f"{x:.0f} {unit}".rstrip()
-
-
-def _pct(part: float, total: float) -> str:
-    return f"{100 * part / total:.1f}%"
-
-
-def _describe(cfg: Any) -> str:
-    d = cfg.to_dict()
-    return ", ".join(f"{k}={v}" for k, v in d.items())
-
-
-def _report(cfg: Any, args: argparse.Namespace) -> None:
-    from cs336 import accounting as acc
-
-    print(f"model: {_describe(cfg)}\n")
-    params = acc.count_parameters(cfg)
-    total = params["total"]
-    rows = [[k, f"{v:,}", _pct(v, total)] for k, v in params.items() if k != "total"]
-    rows.append(["total", f"{total:,}", "100.0%"])
-    print(_table(["parameters", "count", "share"], rows))
-    print(f"fp32 weights: {total * 4 / 1e9:.2f} GB ({total * 4 / 2**30:.2f} GiB)\n")
-
-    flops = acc.forward_flops(cfg)
-    ftotal = flops["total"]
-    rows = [[k, f"{v:.4e}", _si(v, "FLOP"), _pct(v, ftotal)] for k, v in flops.items()]
-    rows[-1][3] = "100.0%"
-    print(f"forward pass, one sequence of {cfg.context_length} tokens (matmuls, 2mnp each):")
-    print(_table(["component", "FLOPs", "(SI)", "share"], rows))
-    per_token = acc.train_flops_per_token(cfg)
-    print(f"training (3x forward): {per_token:.4e} FLOPs per token\n")
-
-    b = args.batch_size or 1
-    nbytes = args.bytes or 4
-    mem = acc.training_memory(
-        cfg, b, param_bytes=nbytes, grad_bytes=nbytes, state_bytes=nbytes,
-        activation_bytes=nbytes,
-    )  # fmt: skip
-    one = acc.training_memory(
-        cfg, 1, param_bytes=nbytes, grad_bytes=nbytes, state_bytes=nbytes,
-        activation_bytes=nbytes,
-    )  # fmt: skip
-    rows = [[k, f"{v:,}", f"{v / 1e9:.2f}"] for k, v in mem.items()]
-    print(f"training memory, batch {b} x {cfg.context_length} tokens, {nbytes} bytes/number:")
-    print(_table(["part", "bytes", "(GB)"], rows))
-    a_per_seq = one["activations"]
-    fixed = one["total"] - a_per_seq
-    print(f"memory = {a_per_seq / 1e9:.4f} GB * batch_size + {fixed / 1e9:.4f} GB")
-    if args.memory_gb is not None:
-        n = acc.max_batch_size(
-            cfg, args.memory_gb * 1e9, param_bytes=nbytes, grad_bytes=nbytes,
-            state_bytes=nbytes, activation_bytes=nbytes,
-        )  # fmt: skip
-        print(f"largest batch size in {args.memory_gb:g} GB: {n}")
-    step = acc.adamw_step_flops(cfg)
-    print(f"one AdamW step: {step:.4e} FLOPs (14 per parameter)\n")
-
-    step_flops = b * cfg.context_length * per_token
-    print(f"one training step (batch {b}): {step_flops:.4e} FLOPs")
-    if args.peak_tflops is not None:
-        peak = args.peak_tflops * 1e12
-        if args.tokens_per_second is not None:
-            u = acc.mfu(args.tokens_per_second, cfg, peak)
-            print(f"MFU at {args.tokens_per_second:,.0f} tokens/s: {100 * u:.1f}%")
-        if args.train_steps is not None:
-            assumed = args.assumed_mfu or 0.5
-            seconds = args.train_steps * step_flops / (assumed * peak)
-            print(
-                f"{args.train_steps:,} steps at {100 * assumed:g}% MFU of "
-                f"{args.peak_tflops:g} TFLOP/s: {seconds:.4e} s = {seconds / 3600:,.2f} h = "
-                f"{seconds / 86400:,.1f} days"
-            )
-
-
-_ARCHITECTURE = {
-    None: "d_ff = 4 d_model",
-    "2024": "d_ff = 4 d_model, 2024 architecture: GELU FFN, learned positions",
-    "2025": "d_ff = 4 d_model, 2025 architecture: SwiGLU FFN (3 matrices), RoPE",
-    "2026": "2026 architecture: SwiGLU FFN (3 matrices) with d_ff = 8/3 d_model rounded to "
-    "a multiple of 64, RoPE",
-}
-
-
-def _compare(edition: str | None) -> None:
-    from cs336 import accounting as acc
-
-    names = list(acc.PRESETS)
-    cfgs = [acc.PRESETS[n] for n in names]
-    if edition:
-        cfgs = [acc.with_edition(c, edition) for c in cfgs]
-    params = [acc.count_parameters(c)["total"] for c in cfgs]
-    flops = [acc.forward_flops(c) for c in cfgs]
-    print(f"GPT-2 presets (vocab 50257, context 1024, {_ARCHITECTURE[edition]}):\n")
-    rows = [
-        [n, str(c.num_layers), str(c.d_model), str(c.num_heads), str(c.d_ff), f"{p:,}"]
-        + [_si(f["total"], "FLOP")]
-        for n, c, p, f in zip(names, cfgs, params, flops, strict=True)
-    ]
-    headers = ["preset", "layers", "d_model", "heads", "d_ff", "parameters", "forward"]
-    print(_table(headers, rows))
-    print("\nshare of forward FLOPs by component:")
-    components = [k for k in flops[0] if k != "total"]
-    rows = [[k] + [_pct(f[k], f["total"]) for f in flops] for k in components]
-    print(_table(["component", *names], rows))
-
-
 # flags that describe a training run of one model: meaningless in the preset comparison
 _ONE_MODEL_FLAGS = (
     "batch_size", "bytes", "memory_gb", "peak_tflops", "tokens_per_second", "train_steps",
@@ -303,6 +178,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336.accounting import model_report, presets_report
+
     _check_flags(args)
     cfg = _model_config(args)
     if cfg is None:
@@ -313,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
                 "or the shape flags (without a model, cs336 accounting compares the GPT-2 "
                 "presets)"
             )
-        _compare(args.edition)
+        print(presets_report(args.edition))
     else:
-        _report(cfg, args)
+        print(model_report(
+            cfg, batch_size=args.batch_size, bytes_per_number=args.bytes,
+            memory_gb=args.memory_gb, peak_tflops=args.peak_tflops,
+            tokens_per_second=args.tokens_per_second, train_steps=args.train_steps,
+            assumed_mfu=args.assumed_mfu,
+        ))  # fmt: skip
     return 0

@@ -7,8 +7,6 @@ import argparse
 
 from cs336.cli._common import add_overwrite
 
-HELP = "the whole pipeline on a built-in or given corpus"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -7,8 +7,6 @@ import argparse
 
 from cs336.cli._common import add_device
 
-HELP = "mean loss and perplexity of a checkpoint over a whole token or text file"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

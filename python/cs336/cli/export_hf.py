@@ -7,8 +7,6 @@ import argparse
 
 from cs336.cli._common import add_checkpoint_and_tokenizer, add_overwrite
 
-HELP = "export a LLaMA-shaped model as a Hugging Face model directory"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_and_tokenizer(parser)

@@ -7,8 +7,6 @@ import argparse
 
 from cs336.cli._common import add_checkpoint_and_tokenizer, add_device
 
-HELP = "sample text from a trained checkpoint"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_and_tokenizer(parser)

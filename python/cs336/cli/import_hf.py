@@ -8,7 +8,6 @@ from pathlib import Path
 
 from cs336.cli._common import add_overwrite
 
-HELP = "import a Hugging Face LLaMA model directory as a checkpoint"
 # --out suffix -> what is written
 _KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".safetensors": "weights file"}
 

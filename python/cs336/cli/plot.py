@@ -8,8 +8,6 @@ import argparse
 
 from cs336.cli._common import add_overwrite
 
-HELP = "plot loss curves of training runs (PNG, PDF or SVG)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

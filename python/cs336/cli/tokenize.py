@@ -19,8 +19,6 @@ from pathlib import Path
 from cs336.cli import _signals
 from cs336.cli._common import add_overwrite
 
-HELP = "encode a text file into a .npy array of token ids"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT", help="UTF-8 text file")

@@ -23,8 +23,6 @@ import time
 import typing
 from typing import Any
 
-HELP = "train a Transformer language model"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cs336.training.config import field_specs

@@ -21,8 +21,6 @@ from pathlib import Path
 
 from cs336.cli._common import add_overwrite
 
-HELP = "train a byte-level BPE tokenizer on text files"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cs336.tokenizer.trainer import GPT2_PATTERN
