@@ -63,6 +63,7 @@ def test_tiny_run_with_overrides(setup, capsys):
     assert steps == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 def test_sweep_goes_on_after_a_divergent_run(setup, capsys):
     tmp, cfg = setup
     sweep = tmp / "sweep.toml"

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 needs_gloo = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="no gloo"
 )
+pytestmark = pytest.mark.slow  # torchrun starts two processes per run (CI runs slow tests too)
 
 
 def _torchrun(config: dict, path: Path, *args: str) -> None:

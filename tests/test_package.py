@@ -113,3 +113,32 @@ def test_the_version_is_the_crates():
         env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
     )
     assert cargo in out.stdout
+
+
+#: The longest a function of the package may be, docstring included (a reader should see
+#: one whole on a screen; issue 22).
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    long = []
+    for path in sorted((ROOT / "python" / "cs336").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert not long, long
+
+
+def test_no_module_imports_a_module_by_name_at_run_time():
+    """Imports are statements a reader (and a tool) can see: no importlib edges, except
+    the package's lazy public names (PEP 562: a table of names to modules, so that
+    ``from cs336 import Tokenizer`` does not import torch)."""
+    found = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "python" / "cs336").rglob("*.py"))
+        if "import_module(" in path.read_text(encoding="utf-8")
+        and path != ROOT / "python" / "cs336" / "__init__.py"
+    ]
+    assert not found, found

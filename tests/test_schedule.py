@@ -1,10 +1,12 @@
-"""The cosine learning-rate schedule on the handout's worked table."""
+"""The learning-rate schedules (cs336.optim.schedule): the handout's cosine on its worked
+table, and lr_schedule's cosine (in steps or seconds) and warmup-stable-decay."""
 
 from __future__ import annotations
 
 import pytest
 
 from cs336 import lr_cosine_schedule
+from cs336.optim.schedule import lr_schedule
 
 # max_lr=1, min_lr=0.1, warmup_iters=7, cosine_cycle_iters=21, it = 0..24 (CS336's test table)
 EXPECTED = [
@@ -59,3 +61,21 @@ def test_edges_without_warmup_or_cosine_phase():
 def test_rejects_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         lr_cosine_schedule(*args)
+
+
+@pytest.mark.parametrize("t", [0, 3, 7, 10, 15.5, 30, 31, 40])
+def test_lr_schedule_cosine_is_the_handouts_and_takes_seconds_too(t):
+    kw = dict(max_lr=1.0, min_lr=0.1, warmup=7, total=30)
+    assert lr_schedule(t, **kw) == lr_cosine_schedule(t, 1.0, 0.1, 7, 30)
+
+
+def test_lr_schedule_wsd_warms_up_holds_then_decays_linearly_to_min_lr():
+    kw = dict(max_lr=2.0, min_lr=0.2, warmup=10, total=110, kind="wsd", cooldown=0.25)
+    # warmup over [0, 10), stable until 110 - 0.25 * 100 = 85, linear to 0.2 at 110
+    assert [lr_schedule(t, **kw) for t in (0, 5, 10, 50, 85)] == [0.0, 1.0, 2.0, 2.0, 2.0]
+    assert lr_schedule(97.5, **kw) == pytest.approx(1.1)
+    assert lr_schedule(110, **kw) == lr_schedule(500, **kw) == 0.2
+    with pytest.raises(ValueError, match="schedule must be one of cosine, wsd"):
+        lr_schedule(1, **{**kw, "kind": "linear"})
+    with pytest.raises(ValueError, match="cooldown"):
+        lr_schedule(1, **{**kw, "cooldown": 1.5})

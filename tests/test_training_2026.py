@@ -1,6 +1,6 @@
 """What the 2026 edition's runs need from the loop: training to a wall-clock budget with the
-schedule following the clock, warmup-stable-decay, the AdamW order from the config, samples
-during training and the best checkpoint kept beside the latest."""
+schedule following the clock, the AdamW order from the config, samples during training and
+the best checkpoint kept beside the latest (the schedules themselves: test_schedule.py)."""
 
 from __future__ import annotations
 
@@ -13,34 +13,12 @@ import torch
 from test_training import make_config
 
 from cs336 import AdamW, Tokenizer
-from cs336.optim.schedule import lr_cosine_schedule, lr_schedule
 from cs336.training import train
 from cs336.training.budget import TimeBudget, parse_duration
 from cs336.training.checkpoint import read_checkpoint
 from cs336.training.metrics import read_metrics
 from cs336.training.session import Session
 from cs336.training.step import build_model, build_optimizer
-
-# -- the schedule ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("t", [0, 3, 7, 10, 15.5, 30, 31, 40])
-def test_lr_schedule_cosine_is_the_handouts_and_takes_seconds_too(t):
-    kw = dict(max_lr=1.0, min_lr=0.1, warmup=7, total=30)
-    assert lr_schedule(t, **kw) == lr_cosine_schedule(t, 1.0, 0.1, 7, 30)
-
-
-def test_lr_schedule_wsd_warms_up_holds_then_decays_linearly_to_min_lr():
-    kw = dict(max_lr=2.0, min_lr=0.2, warmup=10, total=110, kind="wsd", cooldown=0.25)
-    # warmup over [0, 10), stable until 110 - 0.25 * 100 = 85, linear to 0.2 at 110
-    assert [lr_schedule(t, **kw) for t in (0, 5, 10, 50, 85)] == [0.0, 1.0, 2.0, 2.0, 2.0]
-    assert lr_schedule(97.5, **kw) == pytest.approx(1.1)
-    assert lr_schedule(110, **kw) == lr_schedule(500, **kw) == 0.2
-    with pytest.raises(ValueError, match="schedule must be one of cosine, wsd"):
-        lr_schedule(1, **{**kw, "kind": "linear"})
-    with pytest.raises(ValueError, match="cooldown"):
-        lr_schedule(1, **{**kw, "cooldown": 1.5})
-
 
 # -- the budget ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from cs336._files import atomic_dir, atomic_open, check_output
 from cs336.demo.stories import write_corpus
 from cs336.generation import EOT, load_model, sample_text
 from cs336.nn.model import ModelConfig, TransformerLM
+from cs336.tokenizer import Tokenizer
 from cs336.training.config import DataConfig, OptimConfig, TrainConfig
 from cs336.training.loop import train
 from cs336.training.plot import plot_runs
@@ -223,6 +224,42 @@ def _pipeline(
     Raises:
         _Stopped: a signal stopped the training.
     """
+    train_txt, val_txt = _write_texts(out_dir, corpus, num_stories, seed, log)
+    tokenizer = _train_tokenizer(trainer, train_txt, out_dir, log)
+    train_npy, val_npy = os.path.join(out_dir, "train.npy"), os.path.join(out_dir, "val.npy")
+    log("[3/5] tokenizing -> train.npy, val.npy")
+    tokenizer.encode_file(train_txt, train_npy)
+    tokenizer.encode_file(val_txt, val_npy)
+    run_dir = os.path.join(out_dir, "run")
+    config = _train_config(
+        tokenizer.vocab_size, train_npy, val_npy, run_dir, minutes=minutes,
+        batch_size=batch_size, lr=lr, model=model, max_steps=max_steps, seed=seed,
+        progress=progress,
+    )  # fmt: skip
+    log(f"[4/5] training {config.model.num_layers} layers x {config.model.d_model} for "
+        f"{config.max_steps} steps")  # fmt: skip
+    result = train(config)
+    if result.stopped != "completed":
+        raise _Stopped(result.stopped)
+    log("[5/5] a story from the model:")
+    story = sample_text(
+        load_model(result.checkpoint), tokenizer, "Once upon a time", temperature=0.8,
+        top_p=0.95, generator=torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+    log("Once upon a time" + story)
+    plot = importlib.util.find_spec("matplotlib") is not None
+    if plot:
+        plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
+    else:
+        log("(no loss.png: matplotlib is not installed; pip install matplotlib)")
+    return story, result.val_losses, plot
+
+
+def _write_texts(
+    out_dir: str, corpus: str | None, num_stories: int, seed: int, log: Callable[[str], None]
+) -> tuple[str, str]:
+    """Step 1: ``train.txt`` and ``val.txt`` in ``out_dir``, from the built-in story
+    generator or split from ``corpus``."""
     train_txt, val_txt = os.path.join(out_dir, "train.txt"), os.path.join(out_dir, "val.txt")
     if corpus is None:
         n_val = max(num_stories // 20, 1)
@@ -232,23 +269,39 @@ def _pipeline(
     else:
         log(f"[1/5] splitting {corpus} into train.txt and val.txt")
         split_corpus(corpus, train_txt, val_txt)
+    return train_txt, val_txt
 
-    tok_dir = os.path.join(out_dir, "tokenizer")
+
+def _train_tokenizer(
+    trainer: Any, train_txt: str, out_dir: str, log: Callable[[str], None]
+) -> Tokenizer:
+    """Step 2: a BPE tokenizer trained on ``train_txt``, saved to ``out_dir/tokenizer``."""
     log(f"[2/5] training a BPE tokenizer with {trainer.vocab_size} tokens -> tokenizer/")
-    t = time.perf_counter()
-    tokenizer = trainer.train([train_txt])
-    tokenizer.save_dir(tok_dir)
-    log(f"      done in {time.perf_counter() - t:.1f} s")
+    began = time.perf_counter()
+    tokenizer: Tokenizer = trainer.train([train_txt])
+    tokenizer.save_dir(os.path.join(out_dir, "tokenizer"))
+    log(f"      done in {time.perf_counter() - began:.1f} s")
+    return tokenizer
 
-    train_npy, val_npy = os.path.join(out_dir, "train.npy"), os.path.join(out_dir, "val.npy")
-    log("[3/5] tokenizing -> train.npy, val.npy")
-    tokenizer.encode_file(train_txt, train_npy)
-    tokenizer.encode_file(val_txt, val_npy)
 
-    run_dir = os.path.join(out_dir, "run")
-    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **{**DEMO_MODEL, **(model or {})})
+def _train_config(
+    vocab_size: int,
+    train_npy: str,
+    val_npy: str,
+    run_dir: str,
+    *,
+    minutes: float,
+    batch_size: int,
+    lr: float,
+    model: dict[str, Any] | None,
+    max_steps: int | None,
+    seed: int,
+    progress: bool,
+) -> TrainConfig:
+    """Step 4's run: the demo model on the CPU, for ``max_steps`` or as many steps as fit
+    in ``minutes`` (measured), with warmup, validations and logging scaled to the steps."""
     config = TrainConfig(
-        model=model_cfg,
+        model=ModelConfig(vocab_size=vocab_size, **{**DEMO_MODEL, **(model or {})}),
         data=DataConfig(train_npy, val_npy, batch_size=batch_size),
         optim=OptimConfig(lr=lr, min_lr=lr / 10, warmup_iters=0, weight_decay=0.1),
         out_dir=run_dir,
@@ -258,40 +311,12 @@ def _pipeline(
     )
     if max_steps is None:  # 9 validations of 10 forward-only batches cost ~30 steps
         max_steps = max(int(minutes * 60 * 0.95 / _seconds_per_step(config)) - 30, 10)
-    warmup = min(max_steps // 10, 100)
-    config = TrainConfig.from_dict(
-        {
-            **config.to_dict(),
-            "max_steps": max_steps,
-            "optim": {**config.to_dict()["optim"], "warmup_iters": warmup},
-            "eval_interval": max(max_steps // 8, 1),
-            "eval_batches": 10,
-            "log_interval": max(max_steps // 50, 1),
-            "checkpoint_interval": 0,
-        }
-    )
-    log(f"[4/5] training {model_cfg.num_layers} layers x {model_cfg.d_model} for {max_steps} steps")
-    result = train(config)
-    if result.stopped != "completed":
-        raise _Stopped(result.stopped)
-
-    log("[5/5] a story from the model:")
-    lm = load_model(result.checkpoint)
-    story = sample_text(
-        lm,
-        tokenizer,
-        "Once upon a time",
-        temperature=0.8,
-        top_p=0.95,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    log("Once upon a time" + story)
-    plot = importlib.util.find_spec("matplotlib") is not None
-    if plot:
-        plot_runs([run_dir], os.path.join(out_dir, "loss.png"), labels=["demo"])
-    else:
-        log("(no loss.png: matplotlib is not installed; pip install matplotlib)")
-    return story, result.val_losses, plot
+    d = config.to_dict()
+    return TrainConfig.from_dict({
+        **d, "max_steps": max_steps, "eval_interval": max(max_steps // 8, 1),
+        "optim": {**d["optim"], "warmup_iters": min(max_steps // 10, 100)},
+        "eval_batches": 10, "log_interval": max(max_steps // 50, 1), "checkpoint_interval": 0,
+    })  # fmt: skip
 
 
 def _name_final_paths(run_dir: str, staging: str, final: str) -> None:

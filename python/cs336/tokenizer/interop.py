@@ -106,26 +106,12 @@ def write_hf_tokenizer_json(
     True
     """
     path = Path(path)
-    encode = gpt2_format.encode_token
-    specials = dict(special_tokens)
-    special_ids = set(specials.values())
-    hf_vocab = {encode(token): i for i, token in sorted(vocab.items()) if i not in special_ids}
-    hf_vocab.update(specials)
     spec = {
         "version": "1.0",
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {
-                "id": token_id,
-                "content": token,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for token, token_id in specials.items()
+            _added_token(token, token_id) for token, token_id in special_tokens.items()
         ],
         "normalizer": None,
         "pre_tokenizer": {
@@ -137,33 +123,40 @@ def write_hf_tokenizer_json(
                     "behavior": "Isolated",
                     "invert": False,
                 },
-                {
-                    "type": "ByteLevel",
-                    "add_prefix_space": False,
-                    "trim_offsets": False,
-                    "use_regex": False,
-                },
+                {"type": "ByteLevel", **_BYTE_LEVEL},
             ],
         },
         "post_processor": None,
-        "decoder": {
-            "type": "ByteLevel",
-            "add_prefix_space": False,
-            "trim_offsets": False,
-            "use_regex": False,
-        },
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
-            "vocab": hf_vocab,
-            "merges": [f"{encode(a)} {encode(b)}" for a, b in merges],
-        },
+        "decoder": {"type": "ByteLevel", **_BYTE_LEVEL},
+        "model": _bpe_model(vocab, merges, special_tokens),
     }
     gpt2_format.atomic_write_text(path, json.dumps(spec, ensure_ascii=False) + "\n")
     return path
+
+
+# The byte-to-unicode mapping of GPT-2, as tokenizers' pre-tokenizer and decoder apply it
+# (the splitting is the Split step's: no regex of its own, no prefix space).
+_BYTE_LEVEL = {"add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+
+
+def _added_token(token: str, token_id: int) -> dict[str, object]:
+    """A special token as tokenizers' ``added_tokens`` entry: matched whole, as it is."""
+    return {
+        "id": token_id, "content": token, "single_word": False, "lstrip": False,
+        "rstrip": False, "normalized": False, "special": True,
+    }  # fmt: skip
+
+
+def _bpe_model(vocab: Vocab, merges: Merges, special_tokens: dict[str, int]) -> dict[str, object]:
+    """tokenizers' ``BPE`` model: the vocabulary and merges in GPT-2's printable-byte
+    encoding (the special tokens under their own text), with no unknown token."""
+    encode = gpt2_format.encode_token
+    special_ids = set(special_tokens.values())
+    hf_vocab = {encode(token): i for i, token in sorted(vocab.items()) if i not in special_ids}
+    hf_vocab.update(special_tokens)
+    return {
+        "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+        "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+        "ignore_merges": False, "vocab": hf_vocab,
+        "merges": [f"{encode(a)} {encode(b)}" for a, b in merges],
+    }  # fmt: skip
