@@ -25,11 +25,13 @@ use crate::progress::Progress;
 pub mod counts;
 pub mod pairs;
 pub mod queue;
+pub mod table;
 pub mod words;
 
-pub use counts::{Chunking, Counts, PretokenCounter};
+pub use counts::{Chunking, PretokenCounter};
 use pairs::initial_pairs;
 use queue::Queue;
+pub use table::Counts;
 use words::{Pair, Words};
 
 /// Everything that defines a training run except the input.
@@ -91,9 +93,8 @@ pub fn train_files(
     for path in paths {
         counter.count_file(path, progress)?;
     }
-    let counts = counter.finish()?;
     train_counts(
-        counts,
+        counter.finish(),
         num_merges,
         config.max_token_length,
         config.num_threads,
@@ -110,16 +111,19 @@ pub fn train_counts(
     num_threads: Option<usize>,
     progress: &Progress,
 ) -> Result<Trained> {
-    progress.report(|| format!("counted {} distinct pretokens", counts.len()));
     let mut words = Words::default();
-    for (i, (pretoken, count)) in counts.into_iter().enumerate() {
+    let mut i = 0usize;
+    let distinct = counts.drain(|pretoken, count| {
         if pretoken.len() >= 2 {
-            words.push(pretoken.as_bytes(), count)?;
+            words.push(pretoken, count)?;
         }
+        i += 1;
         if i % 4096 == 0 {
             progress.poll()?;
         }
-    }
+        Ok(())
+    })?;
+    progress.report(|| format!("counted {distinct} distinct pretokens"));
     train(words, num_merges, max_token_length, num_threads, progress)
 }
 
