@@ -32,7 +32,7 @@ pub use counts::{Chunking, PretokenCounter};
 use pairs::initial_pairs;
 use queue::Queue;
 pub use table::Counts;
-use words::{Pair, Words};
+use words::{Pair, Symbol, Words};
 
 /// Everything that defines a training run except the input.
 #[derive(Debug, Clone)]
@@ -111,6 +111,20 @@ pub fn train_counts(
     num_threads: Option<usize>,
     progress: &Progress,
 ) -> Result<Trained> {
+    let limits = Limits {
+        num_merges,
+        max_token_length,
+        num_threads,
+    };
+    if symbols_fit_u16(num_merges) {
+        train(words_of_counts::<u16>(counts, progress)?, &limits, progress)
+    } else {
+        train(words_of_counts::<u32>(counts, progress)?, &limits, progress)
+    }
+}
+
+/// The words of the pretokens of at least two bytes in `counts`.
+fn words_of_counts<S: Symbol>(counts: Counts, progress: &Progress) -> Result<Words<S>> {
     let mut words = Words::default();
     let mut i = 0usize;
     let distinct = counts.drain(|pretoken, count| {
@@ -124,7 +138,7 @@ pub fn train_counts(
         Ok(())
     })?;
     progress.report(|| format!("counted {distinct} distinct pretokens"));
-    train(words, num_merges, max_token_length, num_threads, progress)
+    Ok(words)
 }
 
 /// Learn up to `num_merges` merges from `(pretoken bytes, count)` pairs (for tests).
@@ -133,19 +147,42 @@ pub fn train_words<'a>(
     num_merges: usize,
     max_token_length: Option<usize>,
 ) -> Result<Trained> {
-    let mut words = Words::default();
-    for (bytes, count) in pretokens {
-        if bytes.len() >= 2 {
-            words.push(bytes, count)?;
+    fn words<'a, S: Symbol>(
+        pretokens: impl IntoIterator<Item = (&'a [u8], u64)>,
+    ) -> Result<Words<S>> {
+        let mut words = Words::default();
+        for (bytes, count) in pretokens {
+            if bytes.len() >= 2 {
+                words.push(bytes, count)?;
+            }
         }
+        Ok(words)
     }
-    train(
-        words,
+    let limits = Limits {
         num_merges,
         max_token_length,
-        Some(2),
-        &Progress::silent(),
-    )
+        num_threads: Some(2),
+    };
+    let progress = Progress::silent();
+    if symbols_fit_u16(num_merges) {
+        train(words::<u16>(pretokens)?, &limits, &progress)
+    } else {
+        train(words::<u32>(pretokens)?, &limits, &progress)
+    }
+}
+
+/// Whether every id of a run of `num_merges` merges fits in a `u16` (ids go up to
+/// `255 + num_merges`).
+fn symbols_fit_u16(num_merges: usize) -> bool {
+    255 + num_merges <= usize::from(u16::MAX)
+}
+
+/// How far [`train`] goes, and on how many threads.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    num_merges: usize,
+    max_token_length: Option<usize>,
+    num_threads: Option<usize>,
 }
 
 /// Blocks whose headers are loaded together before they are merged (see [`train`]).
@@ -207,13 +244,12 @@ pub fn merges_for(vocab_size: usize, num_special: usize) -> Result<usize> {
 /// Learn up to `num_merges` merges from `words`. Stops early when no pair is left (or
 /// none makes a token of at most `max_token_length` bytes). `progress` is polled between
 /// merges and within long ones.
-fn train(
-    mut words: Words,
-    num_merges: usize,
-    max_token_length: Option<usize>,
-    num_threads: Option<usize>,
-    progress: &Progress,
-) -> Result<Trained> {
+fn train<S: Symbol>(mut words: Words<S>, limits: &Limits, progress: &Progress) -> Result<Trained> {
+    let Limits {
+        num_merges,
+        max_token_length,
+        num_threads,
+    } = *limits;
     progress.check()?;
     let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     // Ids are u32 (the corpus runs out of pairs long before this bound).
@@ -235,7 +271,7 @@ fn train(
     progress.report(|| {
         format!(
             "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
-            words.blocks().len(),
+            words.num_blocks(),
             pairs.num_pairs()
         )
     });
@@ -464,6 +500,25 @@ mod tests {
             let ours = train_words(words.iter().map(|(w, c)| (&w[..], *c)), 60, None).unwrap();
             assert_eq!(ours.merge_bytes(), naive(&words, 60), "round {round}");
         }
+    }
+
+    #[test]
+    fn u16_and_u32_words_train_alike() {
+        // 100,000 merges do not fit u16 ids, so these words are stored as u32; the corpus
+        // runs out of pairs long before.
+        let text = "the cat sat on the mat, then the cat ate the rat; a bat at bay "
+            .repeat(3)
+            .into_bytes();
+        let words: Vec<(&[u8], u64)> = text
+            .chunks(7)
+            .enumerate()
+            .map(|(i, w)| (w, 1 + i as u64 % 4))
+            .collect();
+        let wide = train_words(words.iter().copied(), 100_000, None).unwrap();
+        assert!(!symbols_fit_u16(100_000) && symbols_fit_u16(65_280));
+        assert!(wide.merges.len() > 20, "{}", wide.merges.len());
+        let narrow = train_words(words.iter().copied(), wide.merges.len(), None).unwrap();
+        assert_eq!(narrow.merges, wide.merges);
     }
 
     #[test]
