@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use super::words::{Pair, Symbol, Words};
 use crate::error::{try_reserve, try_reserve_map, Error, Result};
+use crate::progress::Progress;
 
 /// Bytes stored inline in a [`BlockList`] before it moves to the heap.
 const INLINE: usize = 15;
@@ -172,6 +173,11 @@ impl PairTable {
         self.slot_of.get(pair).map(|&i| &self.slots[i as usize])
     }
 
+    /// The pair's info, if it is in the table.
+    pub fn get_mut(&mut self, pair: &Pair) -> Option<&mut PairInfo> {
+        self.slot_of.get(pair).map(|&i| &mut self.slots[i as usize])
+    }
+
     /// The pair's info, added (count 0, no blocks) when missing.
     pub fn get_or_add(&mut self, pair: Pair) -> Result<&mut PairInfo> {
         if let Some(&i) = self.slot_of.get(&pair) {
@@ -209,6 +215,30 @@ impl PairTable {
             .iter()
             .map(|(&pair, &i)| (pair, &self.slots[i as usize]))
     }
+}
+
+/// The pair table of `words` as they are: every pair with its count and blocks (one
+/// pass, for the rare run that needs every pair again: see `train`).
+pub fn all_pairs<S: Symbol>(words: &Words<S>, progress: &Progress) -> Result<PairTable> {
+    let mut table = PairTable::default();
+    for block in 0..words.num_blocks() as u32 {
+        if block % 4096 == 0 {
+            progress.poll()?;
+        }
+        let count = words.count(block) as i64;
+        let ids = words.ids(block);
+        let cross = ids.last().map(|s| s.get()).zip(words.first_after(block));
+        for pair in ids
+            .windows(2)
+            .map(|w| (w[0].get(), w[1].get()))
+            .chain(cross)
+        {
+            let info = table.get_or_add(pair)?;
+            info.count += count;
+            info.blocks.push(block)?;
+        }
+    }
+    Ok(table)
 }
 
 /// One run's part of an initial pair's list: the pair's count in the run, its blocks, the

@@ -19,7 +19,7 @@ use crate::error::{try_reserve, Error, Result};
 pub type Pair = (u32, u32);
 
 /// Symbols per block.
-pub const BLOCK: usize = 32;
+pub const BLOCK: usize = 64;
 
 /// No block (the end of a chain).
 const NONE: u32 = u32::MAX;
