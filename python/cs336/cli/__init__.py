@@ -14,6 +14,10 @@ from collections.abc import Sequence
 
 # subcommand -> (module in cs336.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": (
+        "download",
+        "download TinyStories or the OWT sample (or any URL), resumably; --prepare tokenizes",
+    ),
     "train-bpe": ("train_bpe", "train a byte-level BPE tokenizer on text files"),
     "tokenize": ("tokenize", "encode a text file into a .npy array of token ids"),
     "train": ("train", "train a Transformer language model"),
