@@ -131,6 +131,28 @@ fn prefetch(slot: &Slot) {
     let _ = slot;
 }
 
+/// Ask the kernel to back the (not yet touched) capacity of `v` with 2 MB pages when it
+/// spans some: lookups at random places of a table of 100 MB miss the TLB with 4 KB pages.
+fn advise_huge_pages<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + v.capacity() * std::mem::size_of::<T>();
+        let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if from < to {
+            // SAFETY: the range lies inside the allocation of `v`, which this process owns;
+            // the advice changes how pages are backed, never their contents. Failure (THP
+            // disabled) is harmless and ignored.
+            unsafe {
+                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
 impl Table {
     /// The number of distinct keys.
     pub fn len(&self) -> usize {
@@ -235,6 +257,7 @@ impl Table {
             .map_err(|_| Error::OutOfMemory {
                 bytes: slots * std::mem::size_of::<Slot>(),
             })?;
+        advise_huge_pages(&new);
         new.resize(slots, Slot::default());
         let mask = slots - 1;
         for s in self.slots.iter().filter(|s| s.len != 0) {
