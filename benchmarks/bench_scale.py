@@ -15,6 +15,7 @@ stopped after ``--peer-timeout`` seconds. Corpora are written once into ``--work
     cp target/release/lib_core.so python/cs336/_core.abi3.so
     pip install rustbpe tokenizers
     python benchmarks/bench_scale.py --sizes-mb 339,2100 --repeat 3
+    python benchmarks/bench_scale.py --sizes-mb 2100 --recipe   # download + --prepare
 """
 
 from __future__ import annotations
@@ -85,6 +86,48 @@ def corpus(workdir: Path, size_mb: int) -> Path:
         cmd = [sys.executable, script, "--size-mb", str(size_mb), "--out", str(path)]
         subprocess.run(cmd, check=True)
     return path
+
+
+# ---- the whole recipe: cs336 download tinystories --prepare, from a local server
+
+RECIPE = """
+import sys
+from cs336.datasets import Dataset, fetch, prepare
+urls = {"train": sys.argv[1], "valid": sys.argv[2]}
+dataset = Dataset("tinystories", "served locally", urls, 10_000, "tinystories")
+texts = fetch(dataset, sys.argv[3], show_progress=False)
+if sys.argv[4] == "prepare":
+    prepare(dataset, sys.argv[3], texts, show_progress=False)
+"""
+
+
+def recipe(workdir: Path, size_mb: int) -> None:
+    """Time what ``cs336 download tinystories --prepare`` does (the library calls it
+    makes, with the dataset's URLs pointed at a local ``http.server``): the download of a
+    ``size_mb`` MB training file and a 22 MB validation file, then the tokenizer and the
+    two token files. Not the network: the server reads from the page cache."""
+    train, valid = corpus(workdir, size_mb), corpus(workdir, 22)
+    port = 8000 + os.getpid() % 1000
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(1)
+        urls = [f"http://127.0.0.1:{port}/{p.name}" for p in (train, valid)]
+        print("| step | wall s | peak RSS MB | CPU s | load |")
+        print("|---|---|---|---|---|")
+        with tempfile.TemporaryDirectory(dir=workdir) as out:
+            for step in ("download", "prepare"):
+                run = measure([sys.executable, "-c", RECIPE, *urls, out, step])
+                assert run is not None
+                print(f"| {step} | {run.wall:.1f} | {run.rss_mb:.0f} | {run.cpu:.1f} | "
+                      f"{run.load:.1f} |", flush=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait()
 
 
 # ---- the peers, in a worker process: python bench_scale.py --worker PEER PATH VOCAB
@@ -161,6 +204,9 @@ def main() -> None:
     parser.add_argument("--peer-sizes-mb", default=None, help="sizes the peers run on (all)")
     parser.add_argument("--peer-timeout", type=float, default=1800)
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache/cs336/scale")
+    parser.add_argument(
+        "--recipe", action="store_true", help="time download + --prepare (largest size) only"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes_mb.split(",")]
     peer_sizes = sizes if args.peer_sizes_mb is None else [
@@ -168,6 +214,9 @@ def main() -> None:
     ]  # fmt: skip
     peers = [p for p in args.peers.split(",") if p]
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.recipe:
+        recipe(args.workdir, sizes[-1])
+        return
     cs336 = [sys.executable, "-m", "cs336"]
     print(f"{os.cpu_count()} cores; corpora in {args.workdir}; median of {args.repeat}\n")
     print("| stage | MB | wall s (runs) | MB/s | peak RSS MB | CPU s | load | notes |")
