@@ -138,7 +138,7 @@ print(json.dumps({"rounds": len(rounds), "cpu / wall": round((cpu() - cpu0) / wa
 """,
     ),
     "cjk_train": (
-        "parallel counting; peak RSS < 500 MB",
+        "parallel counting; peak RSS <= 250 MB (issue 19)",
         """
 from cs336 import train_bpe
 start, cpu0 = time.perf_counter(), cpu()

@@ -11,6 +11,7 @@ The package is organised by concern:
 - :mod:`cs336.nn`: the model (functional math, layers, ``ModelConfig``, ``TransformerLM``);
 - :mod:`cs336.optim`: SGD, AdamW, gradient clipping, the cosine schedule;
 - :mod:`cs336.training`: config, data, checkpoints, the training loop, metrics, plots;
+- :mod:`cs336.datasets`: downloading and preparing the handouts' corpora;
 - :mod:`cs336.generation`, :mod:`cs336.evaluation`, :mod:`cs336.accounting`;
 - :mod:`cs336.cli` (the ``cs336`` command) and :mod:`cs336.demo`.
 

@@ -36,9 +36,14 @@ pub struct Cache {
     bytes: usize,
 }
 
-/// A single token id, or `MULTI | i` for `Cache::multi[i]` (ids are below 2^31).
-type CachedIds = u32;
+/// One token id; two ids `a | b << 31 | TWO` (most pretokens that are not one token are
+/// two: kept in the entry, no second lookup); or `MORE | i` for `Cache::multi[i]`.
+type CachedIds = u64;
+/// Token ids are below this.
 pub(super) const MULTI: u32 = 1 << 31;
+const TWO: u64 = 1 << 62;
+const MORE: u64 = 1 << 63;
+const ID: u64 = (1 << 31) - 1;
 
 /// A cache key: a pretoken's bytes and length packed into an integer when they fit.
 #[derive(Debug, Clone, Copy)]
@@ -100,9 +105,12 @@ impl Cache {
         };
         match found {
             None => Ok(false),
-            Some(&v) if v & MULTI == 0 => push_one(out, v).map(|()| true),
+            Some(&v) if v & (TWO | MORE) == 0 => push_one(out, v as u32).map(|()| true),
+            Some(&v) if v & TWO != 0 => {
+                push(out, &[(v & ID) as u32, (v >> 31 & ID) as u32]).map(|()| true)
+            }
             Some(&v) => {
-                let (start, len) = self.multi[(v & !MULTI) as usize];
+                let (start, len) = self.multi[(v & !MORE) as usize];
                 let ids = &self.ids[start as usize..(start + len) as usize];
                 push(out, ids).map(|()| true)
             }
@@ -115,22 +123,24 @@ impl Cache {
             Key::Tiny(_) => 24,
             Key::Short(_) => 40,
             Key::Long(piece) => 48 + piece.len(),
-        } + if ids.len() > 1 { 8 + 4 * ids.len() } else { 0 };
+        } + if ids.len() > 2 { 8 + 4 * ids.len() } else { 0 };
         if self.bytes + entry_bytes > CACHE_MAX_BYTES
             || self.ids.len() + ids.len() > u32::MAX as usize
-            || self.multi.len() >= MULTI as usize - 1
+            || self.multi.len() >= u32::MAX as usize
         {
             self.clear();
         }
         self.bytes += entry_bytes;
-        let value = if let [id] = ids {
-            *id
-        } else {
-            let start = self.ids.len() as u32;
-            push(&mut self.ids, ids)?;
-            try_reserve(&mut self.multi, 1)?;
-            self.multi.push((start, ids.len() as u32));
-            MULTI | (self.multi.len() - 1) as u32
+        let value = match *ids {
+            [id] => u64::from(id),
+            [a, b] => u64::from(a) | u64::from(b) << 31 | TWO,
+            _ => {
+                let start = self.ids.len() as u32;
+                push(&mut self.ids, ids)?;
+                try_reserve(&mut self.multi, 1)?;
+                self.multi.push((start, ids.len() as u32));
+                MORE | (self.multi.len() - 1) as u64
+            }
         };
         match key {
             Key::Tiny(k) => {

@@ -69,6 +69,8 @@ impl Encoder {
         let caches = ThreadCaches::new(&self.caches, threads);
         let round = threads * JOBS_PER_THREAD * piece;
         let (mut want, mut no_cut_before, mut rounds) = (round, 0, 0);
+        // The ids of the last round, written while the next one is encoded.
+        let mut written: Vec<Vec<u32>> = Vec::new();
         loop {
             reader.fill(want)?;
             let (text, at_end) = (reader.text(), reader.at_end());
@@ -84,22 +86,32 @@ impl Encoder {
             };
             let pieces = pieces(text, &cuts);
             // While the pool works, the calling thread keeps reporting (and so checking
-            // for Ctrl-C): a round takes seconds on a loaded machine.
+            // for Ctrl-C): a round takes seconds on a loaded machine. The ids of the round
+            // before are written meanwhile, on the pool too.
             let done = reader.consumed();
-            let ids: Vec<Vec<u32>> = install_polled(pool, &mut || report(done), |cancel| {
-                pieces
-                    .par_iter()
-                    .map(|piece| self.encode_on_thread(&caches, piece, cancel))
-                    .collect::<Result<_>>()
+            let pending = std::mem::take(&mut written);
+            let npy = &mut npy;
+            written = install_polled(pool, &mut || report(done), |cancel| {
+                let (wrote, ids) = rayon::join(
+                    || pending.iter().try_for_each(|chunk| npy.write(chunk)),
+                    || {
+                        pieces
+                            .par_iter()
+                            .map(|piece| self.encode_on_thread(&caches, piece, cancel))
+                            .collect::<Result<Vec<_>>>()
+                    },
+                );
+                wrote.map_err(|e| Error::io(output, e))?;
+                ids
             })?;
-            for chunk in &ids {
-                npy.write(chunk).map_err(|e| Error::io(output, e))?;
-            }
             reader.consume(consumed);
             rounds += 1;
             report(reader.consumed())?;
             want = round;
             no_cut_before = 0;
+        }
+        for chunk in &written {
+            npy.write(chunk).map_err(|e| Error::io(output, e))?;
         }
         let tokens = npy.ids_written();
         npy.finish().map_err(|e| Error::io(output, e))?;

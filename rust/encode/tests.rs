@@ -286,7 +286,11 @@ fn files_encode_in_parallel_rounds_like_one_call() {
             .collect();
         assert_eq!(written, ids);
         assert_eq!(stats.bytes as usize, text.len());
-        assert_eq!(stats.rounds as usize, reports.len());
+        // One report after each round, and more while a slow round runs (the calling
+        // thread reports every CHECK_INTERVAL, so a loaded machine adds some).
+        assert!(stats.rounds as usize <= reports.len());
+        assert!(reports.windows(2).all(|w| w[0] <= w[1]), "{reports:?}");
+        assert_eq!(reports.last().copied(), Some(stats.bytes));
         if !text.starts_with('a') {
             assert!(stats.rounds > 1, "one round for {} bytes", text.len());
         }

@@ -156,7 +156,7 @@ fn train_bpe_iter<'py>(
         let check = || signals.check();
         let progress = Progress::new(show_progress.then_some(LINES), &check);
         train_counts(
-            counter.finish()?,
+            counter.finish(),
             num_merges,
             config.max_token_length,
             config.num_threads,

@@ -1,7 +1,8 @@
 //! The incremental BPE trainer.
 //!
-//! Input: each distinct pretoken with its count ([`counts`]). Each pretoken becomes a
-//! *word* of token ids, initially its bytes, stored in blocks ([`words`]). The trainer keeps
+//! Input: each distinct pretoken with its count ([`counts`], into [`table`]s). Each
+//! pretoken becomes a *word* of token ids, initially its bytes, stored in blocks ([`words`];
+//! `u16` ids when the vocabulary allows). The trainer keeps
 //! - the count of every adjacent pair, weighted by word counts,
 //! - an index pair -> the blocks that contain (or once contained) it ([`pairs`]),
 //! - a max-heap of (count, pair) ordered by count, then (left bytes, right bytes)
@@ -11,7 +12,9 @@
 //! pushed) is pushed back with the current count. Merging a pair only visits the blocks
 //! in its index entry, and [`Words::merge_pair`] reports how the counts of the
 //! neighbouring pairs change, so no step rescans the corpus, and a long word costs at most
-//! a block's length per occurrence of the pair.
+//! a block's length per occurrence of the pair. Pairs that a merge forms only once are not
+//! tracked until they could win (see [`train`]), which bounds the memory of text with
+//! many distinct pretokens (text without spaces).
 
 use std::path::PathBuf;
 
@@ -25,12 +28,14 @@ use crate::progress::Progress;
 pub mod counts;
 pub mod pairs;
 pub mod queue;
+pub mod table;
 pub mod words;
 
-pub use counts::{Chunking, Counts, PretokenCounter};
-use pairs::initial_pairs;
+pub use counts::{Chunking, PretokenCounter};
+use pairs::{all_pairs, initial_pairs, PairTable};
 use queue::Queue;
-use words::{Pair, Words};
+pub use table::Counts;
+use words::{Pair, Symbol, Words};
 
 /// Everything that defines a training run except the input.
 #[derive(Debug, Clone)]
@@ -91,9 +96,8 @@ pub fn train_files(
     for path in paths {
         counter.count_file(path, progress)?;
     }
-    let counts = counter.finish()?;
     train_counts(
-        counts,
+        counter.finish(),
         num_merges,
         config.max_token_length,
         config.num_threads,
@@ -110,17 +114,34 @@ pub fn train_counts(
     num_threads: Option<usize>,
     progress: &Progress,
 ) -> Result<Trained> {
-    progress.report(|| format!("counted {} distinct pretokens", counts.len()));
+    let limits = Limits {
+        num_merges,
+        max_token_length,
+        num_threads,
+    };
+    if symbols_fit_u16(num_merges) {
+        train(words_of_counts::<u16>(counts, progress)?, &limits, progress)
+    } else {
+        train(words_of_counts::<u32>(counts, progress)?, &limits, progress)
+    }
+}
+
+/// The words of the pretokens of at least two bytes in `counts`.
+fn words_of_counts<S: Symbol>(counts: Counts, progress: &Progress) -> Result<Words<S>> {
     let mut words = Words::default();
-    for (i, (pretoken, count)) in counts.into_iter().enumerate() {
+    let mut i = 0usize;
+    let distinct = counts.drain(|pretoken, count| {
         if pretoken.len() >= 2 {
-            words.push(pretoken.as_bytes(), count)?;
+            words.push(pretoken, count)?;
         }
+        i += 1;
         if i % 4096 == 0 {
             progress.poll()?;
         }
-    }
-    train(words, num_merges, max_token_length, num_threads, progress)
+        Ok(())
+    })?;
+    progress.report(|| format!("counted {distinct} distinct pretokens"));
+    Ok(words)
 }
 
 /// Learn up to `num_merges` merges from `(pretoken bytes, count)` pairs (for tests).
@@ -129,20 +150,47 @@ pub fn train_words<'a>(
     num_merges: usize,
     max_token_length: Option<usize>,
 ) -> Result<Trained> {
-    let mut words = Words::default();
-    for (bytes, count) in pretokens {
-        if bytes.len() >= 2 {
-            words.push(bytes, count)?;
+    fn words<'a, S: Symbol>(
+        pretokens: impl IntoIterator<Item = (&'a [u8], u64)>,
+    ) -> Result<Words<S>> {
+        let mut words = Words::default();
+        for (bytes, count) in pretokens {
+            if bytes.len() >= 2 {
+                words.push(bytes, count)?;
+            }
         }
+        Ok(words)
     }
-    train(
-        words,
+    let limits = Limits {
         num_merges,
         max_token_length,
-        Some(2),
-        &Progress::silent(),
-    )
+        num_threads: Some(2),
+    };
+    let progress = Progress::silent();
+    if symbols_fit_u16(num_merges) {
+        train(words::<u16>(pretokens)?, &limits, &progress)
+    } else {
+        train(words::<u32>(pretokens)?, &limits, &progress)
+    }
 }
+
+/// Whether every id of a run of `num_merges` merges fits in a `u16` (ids go up to
+/// `255 + num_merges`).
+fn symbols_fit_u16(num_merges: usize) -> bool {
+    255 + num_merges <= usize::from(u16::MAX)
+}
+
+/// How far [`train`] goes, and on how many threads.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    num_merges: usize,
+    max_token_length: Option<usize>,
+    num_threads: Option<usize>,
+}
+
+/// New pairs formed fewer times than this are not tracked until they might win (see
+/// [`train`]).
+const UNTRACKED_BELOW: u64 = 2;
 
 /// Blocks whose headers are loaded together before they are merged (see [`train`]).
 const BATCH: usize = 32;
@@ -203,13 +251,12 @@ pub fn merges_for(vocab_size: usize, num_special: usize) -> Result<usize> {
 /// Learn up to `num_merges` merges from `words`. Stops early when no pair is left (or
 /// none makes a token of at most `max_token_length` bytes). `progress` is polled between
 /// merges and within long ones.
-fn train(
-    mut words: Words,
-    num_merges: usize,
-    max_token_length: Option<usize>,
-    num_threads: Option<usize>,
-    progress: &Progress,
-) -> Result<Trained> {
+fn train<S: Symbol>(mut words: Words<S>, limits: &Limits, progress: &Progress) -> Result<Trained> {
+    let Limits {
+        num_merges,
+        max_token_length,
+        num_threads,
+    } = *limits;
     progress.check()?;
     let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     // Ids are u32 (the corpus runs out of pairs long before this bound).
@@ -221,17 +268,28 @@ fn train(
             tokens[pair.0 as usize].len() + tokens[pair.1 as usize].len() <= max
         })
     };
-    let mut queue = Queue::default();
-    queue.reserve(pairs.num_pairs())?;
-    for (pair, info) in pairs.iter() {
-        if fits(pair, &tokens) {
-            queue.push(info.count as u64, pair, &tokens)?;
+    let queue_of = |pairs: &PairTable, tokens: &[Vec<u8>]| -> Result<Queue> {
+        let mut queue = Queue::default();
+        queue.reserve(pairs.num_pairs())?;
+        for (pair, info) in pairs.iter() {
+            if fits(pair, tokens) {
+                queue.push(info.count as u64, pair, tokens)?;
+            }
         }
-    }
+        Ok(queue)
+    };
+    let mut queue = queue_of(&pairs, &tokens)?;
+    // A pair that a merge forms fewer than `floor` times is not tracked (no entry, no
+    // block list, not queued): in text with many distinct pretokens most new pairs occur
+    // once. That is exact: a pair gains occurrences only in the step that makes its newer
+    // token, so an untracked pair never reaches `floor`, and while the best queued pair
+    // occurs at least `floor` times, it beats every untracked one. Should the queue fall
+    // below `floor`, every pair is counted again and tracked from then on.
+    let mut floor = UNTRACKED_BELOW;
     progress.report(|| {
         format!(
             "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
-            words.blocks().len(),
+            words.num_blocks(),
             pairs.num_pairs()
         )
     });
@@ -244,6 +302,14 @@ fn train(
     let mut formed: Vec<(u32, u32)> = Vec::new();
     while merges.len() < num_merges {
         progress.poll()?;
+        if floor > 0 && queue.peek().map_or(true, |(count, _)| count < floor) {
+            drop(std::mem::take(&mut queue));
+            drop(std::mem::take(&mut pairs));
+            pairs = all_pairs(&words, progress)?;
+            queue = queue_of(&pairs, &tokens)?;
+            floor = 0;
+            continue;
+        }
         let Some((count, pair)) = queue.pop(&tokens) else {
             break;
         };
@@ -302,7 +368,12 @@ fn train(
             if delta.change == 0 && delta.head == NO_BLOCK {
                 continue;
             }
-            let info = pairs.get_or_add(p)?;
+            let info = match pairs.get_mut(&p) {
+                Some(info) => info,
+                None if delta.change >= floor as i64 => pairs.get_or_add(p)?,
+                // Formed fewer than `floor` times, or untracked and losing occurrences.
+                None => continue,
+            };
             info.count += delta.change;
             if info.count <= 0 {
                 // Gone from every word: drop its stale block list too.
@@ -321,6 +392,11 @@ fn train(
             }
         }
         pairs.remove(&pair)?;
+        // The first steps of a large corpus form pairs in millions of blocks; give that
+        // memory back once the steps are smaller.
+        if formed.capacity() > 4 * formed.len().max(1 << 14) {
+            formed.shrink_to(2 * formed.len());
+        }
         if merges.len() % 1000 == 0 {
             progress.report(|| format!("merges: {}/{num_merges}", merges.len()));
         }
@@ -336,138 +412,4 @@ fn train(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(trained: &Trained) -> Vec<String> {
-        trained
-            .merge_bytes()
-            .iter()
-            .map(|(a, b)| {
-                format!(
-                    "{} {}",
-                    String::from_utf8_lossy(a),
-                    String::from_utf8_lossy(b)
-                )
-            })
-            .collect()
-    }
-
-    fn run(words: &[(&[u8], u64)], num_merges: usize) -> Vec<String> {
-        names(&train_words(words.iter().copied(), num_merges, None).unwrap())
-    }
-
-    #[test]
-    fn ties_go_to_the_greater_byte_pair() {
-        // (b, a) and (a, b) both occur once: the greater pair (b"b", b"a") wins.
-        assert_eq!(run(&[(b"ab", 1), (b"ba", 1)], 1), ["b a"]);
-        // After "a a" -> id 256, (b"aa", b"c") and (b"b", b"c") tie at 1: compared by bytes
-        // "b c" wins, although a comparison by token id would pick (256, 99).
-        assert_eq!(
-            run(&[(b"aa", 10), (b"aac", 1), (b"bc", 1)], 2),
-            ["a a", "b c"]
-        );
-    }
-
-    #[test]
-    fn handout_example() {
-        let words: &[(&[u8], u64)] = &[(b"low", 5), (b"lower", 2), (b"widest", 3), (b"newest", 6)];
-        assert_eq!(
-            run(words, 12),
-            [
-                "s t", "e st", "o w", "l ow", "w est", "n e", "ne west", "w i", "wi d", "wid est",
-                "low e", "lowe r"
-            ]
-        );
-    }
-
-    #[test]
-    fn stops_when_no_pair_is_left() {
-        assert_eq!(run(&[(b"abc", 1), (b"x", 7)], 100), ["b c", "a bc"]);
-        assert!(run(&[], 10).is_empty());
-    }
-
-    #[test]
-    fn max_token_length_bounds_every_token() {
-        let a = "a".repeat(1000);
-        let all = train_words([(a.as_bytes(), 1)], 100, None).unwrap();
-        assert!(all.tokens.iter().any(|t| t.len() > 100));
-        let bounded = train_words([(a.as_bytes(), 1)], 100, Some(8)).unwrap();
-        assert_eq!(names(&bounded), ["a a", "aa aa", "aaaa aaaa"]);
-        assert!(train_words([(a.as_bytes(), 1)], 100, Some(1))
-            .unwrap()
-            .merges
-            .is_empty());
-    }
-
-    /// The reference: recount every pair of every word after each merge.
-    fn naive(words: &[(Vec<u8>, u64)], num_merges: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut words: Vec<(Vec<Vec<u8>>, u64)> = words
-            .iter()
-            .map(|(w, c)| (w.iter().map(|&b| vec![b]).collect(), *c))
-            .collect();
-        let mut merges = Vec::new();
-        for _ in 0..num_merges {
-            let mut counts: FxHashMap<(Vec<u8>, Vec<u8>), u64> = FxHashMap::default();
-            for (w, c) in &words {
-                for p in w.windows(2) {
-                    *counts.entry((p[0].clone(), p[1].clone())).or_default() += c;
-                }
-            }
-            let Some((best, _)) = counts
-                .into_iter()
-                .max_by(|x, y| (x.1, &x.0).cmp(&(y.1, &y.0)))
-            else {
-                break;
-            };
-            for (w, _) in &mut words {
-                let mut out = Vec::new();
-                let mut i = 0;
-                while i < w.len() {
-                    if i + 1 < w.len() && (&w[i], &w[i + 1]) == (&best.0, &best.1) {
-                        out.push([&w[i][..], &w[i + 1][..]].concat());
-                        i += 2;
-                    } else {
-                        out.push(w[i].clone());
-                        i += 1;
-                    }
-                }
-                *w = out;
-            }
-            merges.push(best);
-        }
-        merges
-    }
-
-    #[test]
-    fn long_words_across_blocks_train_like_the_reference() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut rand = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..40 {
-            let alphabet = 2 + round % 3;
-            let words: Vec<(Vec<u8>, u64)> = (0..1 + rand() % 3)
-                .map(|_| {
-                    let len = 2 + (rand() % 300) as usize;
-                    let w = (0..len).map(|_| b'a' + (rand() % alphabet) as u8).collect();
-                    (w, 1 + rand() % 3)
-                })
-                .collect();
-            let ours = train_words(words.iter().map(|(w, c)| (&w[..], *c)), 60, None).unwrap();
-            assert_eq!(ours.merge_bytes(), naive(&words, 60), "round {round}");
-        }
-    }
-
-    #[test]
-    fn vocab_too_small_is_an_error() {
-        assert_eq!(merges_for(300, 2).unwrap(), 42);
-        assert!(matches!(
-            merges_for(257, 2),
-            Err(Error::VocabTooSmall { minimum: 258, .. })
-        ));
-    }
-}
+mod tests;

@@ -1,65 +1,121 @@
 //! The trainer's table of pairs: for every adjacent pair its count (weighted by word
 //! counts) and the blocks that hold it (or once did: entries go stale, and are checked when
-//! the pair is merged). Millions of distinct pairs appear in text with many characters
-//! (CJK), most of them in a few blocks, so a short list is stored inline.
+//! the pair is merged). The lists are the bulk of the trainer's memory when a corpus has
+//! many distinct pretokens (text without spaces: a 40 MB Chinese-like text has 32 million
+//! (pair, block) entries), so each is stored compactly: the difference of each block
+//! number from the one before, zigzag varint-coded (one byte per block in the dense lists
+//! of frequent pairs, where four bytes were spent before), short lists inline.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::words::{Pair, Words};
-use crate::error::{try_reserve, try_reserve_map, Result};
+use super::words::{Pair, Symbol, Words};
+use crate::error::{try_reserve, try_reserve_map, Error, Result};
+use crate::progress::Progress;
 
-/// Blocks stored inline in a [`BlockList`] before it moves to the heap.
-const INLINE: usize = 5;
+/// Bytes stored inline in a [`BlockList`] before it moves to the heap.
+const INLINE: usize = 15;
 
-/// The blocks of one pair, in the order they were added.
+/// The zigzag varint of `delta` into `out`; returns its length.
+#[inline]
+fn encode(delta: i64, out: &mut [u8; 10]) -> usize {
+    let mut v = ((delta << 1) ^ (delta >> 63)) as u64;
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
+}
+
+/// The length of the zigzag varint of `delta`.
+#[inline]
+fn encoded_len(delta: i64) -> usize {
+    let v = ((delta << 1) ^ (delta >> 63)) as u64;
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 #[derive(Debug, Clone)]
-pub enum BlockList {
-    Inline { len: u32, blocks: [u32; INLINE] },
-    Heap(Vec<u32>),
+enum Bytes {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
+
+/// The blocks of one pair, in the order they were added (see the module docs).
+#[derive(Debug, Clone)]
+pub struct BlockList {
+    /// The last block added (0 when none, the base of the first difference).
+    last: u32,
+    bytes: Bytes,
 }
 
 impl Default for BlockList {
     fn default() -> Self {
-        BlockList::Inline {
-            len: 0,
-            blocks: [0; INLINE],
+        BlockList {
+            last: 0,
+            bytes: Bytes::Inline {
+                len: 0,
+                buf: [0; INLINE],
+            },
         }
     }
 }
 
 impl BlockList {
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            BlockList::Inline { len, blocks } => &blocks[..*len as usize],
-            BlockList::Heap(v) => v,
+    /// A list of the encoded bytes `bytes` whose last block is `last`.
+    fn from_encoded(last: u32, bytes: Vec<u8>) -> Self {
+        if bytes.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            let len = bytes.len() as u8;
+            BlockList {
+                last,
+                bytes: Bytes::Inline { len, buf },
+            }
+        } else {
+            BlockList {
+                last,
+                bytes: Bytes::Heap(bytes),
+            }
+        }
+    }
+
+    fn encoded(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Inline { len, buf } => &buf[..*len as usize],
+            Bytes::Heap(v) => v,
         }
     }
 
     /// Add `block` unless it is the last one added.
     pub fn push(&mut self, block: u32) -> Result<()> {
-        if self.as_slice().last() == Some(&block) {
+        if block == self.last && !self.encoded().is_empty() {
             return Ok(());
         }
-        match self {
-            BlockList::Inline { len, blocks } if (*len as usize) < INLINE => {
-                blocks[*len as usize] = block;
-                *len += 1;
+        let mut code = [0u8; 10];
+        let n = encode(i64::from(block) - i64::from(self.last), &mut code);
+        self.last = block;
+        match &mut self.bytes {
+            Bytes::Inline { len, buf } if *len as usize + n <= INLINE => {
+                buf[*len as usize..*len as usize + n].copy_from_slice(&code[..n]);
+                *len += n as u8;
             }
-            BlockList::Inline { blocks, .. } => {
+            Bytes::Inline { len, buf } => {
                 let mut v = Vec::new();
                 try_reserve(&mut v, 2 * INLINE)?;
-                v.extend_from_slice(blocks);
-                v.push(block);
-                *self = BlockList::Heap(v);
+                v.extend_from_slice(&buf[..*len as usize]);
+                v.extend_from_slice(&code[..n]);
+                self.bytes = Bytes::Heap(v);
             }
-            BlockList::Heap(v) => {
-                if v.len() == v.capacity() {
+            Bytes::Heap(v) => {
+                if v.len() + n > v.capacity() {
                     // Grow by half: millions of lists, so their slack adds up.
-                    v.try_reserve_exact(v.len() / 2 + 1)
-                        .map_err(|_| crate::Error::OutOfMemory { bytes: 2 * v.len() })?;
+                    v.try_reserve_exact(v.len() / 2 + n)
+                        .map_err(|_| Error::OutOfMemory { bytes: v.len() })?;
                 }
-                v.push(block);
+                v.extend_from_slice(&code[..n]);
             }
         }
         Ok(())
@@ -68,15 +124,20 @@ impl BlockList {
     /// The blocks in increasing order, each once (a list gets entries from more than one
     /// merge step, each in order, so it may hold several sorted runs).
     pub fn into_sorted(self) -> Result<Vec<u32>> {
-        let mut v = match self {
-            BlockList::Inline { len, blocks } => {
-                let mut v = Vec::new();
-                try_reserve(&mut v, len as usize)?;
-                v.extend_from_slice(&blocks[..len as usize]);
-                v
+        let bytes = self.encoded();
+        let mut v = Vec::new();
+        // At least one byte per block.
+        try_reserve(&mut v, bytes.len())?;
+        let (mut block, mut code, mut shift) = (0i64, 0u64, 0);
+        for &byte in bytes {
+            code |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                block += (code >> 1) as i64 ^ -((code & 1) as i64);
+                v.push(block as u32);
+                (code, shift) = (0, 0);
             }
-            BlockList::Heap(v) => v,
-        };
+        }
         if !v.windows(2).all(|w| w[0] <= w[1]) {
             v.sort_unstable();
         }
@@ -110,6 +171,11 @@ impl PairTable {
     /// The pair's info, if it is in the table.
     pub fn get(&self, pair: &Pair) -> Option<&PairInfo> {
         self.slot_of.get(pair).map(|&i| &self.slots[i as usize])
+    }
+
+    /// The pair's info, if it is in the table.
+    pub fn get_mut(&mut self, pair: &Pair) -> Option<&mut PairInfo> {
+        self.slot_of.get(pair).map(|&i| &mut self.slots[i as usize])
     }
 
     /// The pair's info, added (count 0, no blocks) when missing.
@@ -151,66 +217,131 @@ impl PairTable {
     }
 }
 
+/// The pair table of `words` as they are: every pair with its count and blocks (one
+/// pass, for the rare run that needs every pair again: see `train`).
+pub fn all_pairs<S: Symbol>(words: &Words<S>, progress: &Progress) -> Result<PairTable> {
+    let mut table = PairTable::default();
+    for block in 0..words.num_blocks() as u32 {
+        if block % 4096 == 0 {
+            progress.poll()?;
+        }
+        let count = words.count(block) as i64;
+        let ids = words.ids(block);
+        let cross = ids.last().map(|s| s.get()).zip(words.first_after(block));
+        for pair in ids
+            .windows(2)
+            .map(|w| (w[0].get(), w[1].get()))
+            .chain(cross)
+        {
+            let info = table.get_or_add(pair)?;
+            info.count += count;
+            info.blocks.push(block)?;
+        }
+    }
+    Ok(table)
+}
+
+/// One run's part of an initial pair's list: the pair's count in the run, its blocks, the
+/// bytes of their differences after the first, and its first and last block.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunPart {
+    count: i64,
+    blocks: usize,
+    bytes: usize,
+    first: u32,
+    last: u32,
+}
+
 /// The pair table of `words` (all of single bytes), built in two parallel passes over
-/// contiguous runs of blocks on `pool`: the first counts each pair's blocks per run, the
-/// second writes each run's blocks into its own slice of the pair's list, allocated once at
-/// its exact size. So the lists come out in increasing order and cost 4 bytes an entry,
-/// with no copy.
-pub fn initial_pairs(words: &Words, pool: &rayon::ThreadPool) -> Result<PairTable> {
+/// contiguous runs of blocks on `pool`: the first sizes each pair's list per run, the
+/// second writes each run's blocks into its own slice of the pair's list, allocated once
+/// at its exact size. So the lists come out in increasing order, with no copy and no slack.
+pub fn initial_pairs<S: Symbol>(words: &Words<S>, pool: &rayon::ThreadPool) -> Result<PairTable> {
     const KEYS: usize = 1 << 16;
-    let blocks = words.blocks();
-    let per_part = blocks
-        .len()
-        .div_ceil(pool.current_num_threads().max(1))
+    let num_blocks = words.num_blocks() as u32;
+    let per_part = num_blocks
+        .div_ceil(pool.current_num_threads().max(1) as u32)
         .max(1);
-    let parts: Vec<&[u32]> = blocks.chunks(per_part).collect();
+    let parts: Vec<std::ops::Range<u32>> = (0..num_blocks)
+        .step_by(per_part as usize)
+        .map(|start| start..(start + per_part).min(num_blocks))
+        .collect();
     // Initial ids are bytes: pair `(a, b)` is key `a << 8 | b`. Calls `f(key, block)` once
-    // per pair and block that holds it, blocks in order.
-    let for_each_pair = |part: &[u32], f: &mut dyn FnMut(usize, u32, i64)| {
-        let mut last = vec![u32::MAX; KEYS];
-        for &block in part {
+    // per pair and block that holds it, blocks in order, and `f(key, NONE)` for each
+    // further occurrence in the block.
+    const NONE: u32 = u32::MAX;
+    let for_each_pair = |part: std::ops::Range<u32>, f: &mut dyn FnMut(usize, u32, i64)| {
+        let mut last = vec![NONE; KEYS];
+        for block in part {
             let count = words.count(block) as i64;
             let ids = words.ids(block);
-            let cross = ids.last().copied().zip(words.first_after(block));
-            for (a, b) in ids.windows(2).map(|w| (w[0], w[1])).chain(cross) {
+            let cross = ids.last().map(|s| s.get()).zip(words.first_after(block));
+            let inner = ids.windows(2).map(|w| (w[0].get(), w[1].get()));
+            for (a, b) in inner.chain(cross) {
                 let key = (a as usize) << 8 | b as usize;
                 let first = last[key] != block;
                 last[key] = block;
-                f(key, if first { block } else { u32::MAX }, count);
+                f(key, if first { block } else { NONE }, count);
             }
         }
     };
-    // Pass 1: per run, each pair's count and number of blocks.
-    let sizes: Vec<Vec<(i64, usize)>> = pool.install(|| {
+    // Pass 1: per run, each pair's count, blocks and encoded size.
+    let sizes: Vec<Vec<RunPart>> = pool.install(|| {
         parts
             .par_iter()
             .map(|part| {
-                let mut sizes = vec![(0i64, 0usize); KEYS];
-                for_each_pair(part, &mut |key, block, count| {
-                    sizes[key].0 += count;
-                    sizes[key].1 += usize::from(block != u32::MAX);
+                let mut sizes = vec![RunPart::default(); KEYS];
+                for_each_pair(part.clone(), &mut |key, block, count| {
+                    let s = &mut sizes[key];
+                    s.count += count;
+                    if block != NONE {
+                        if s.blocks == 0 {
+                            s.first = block;
+                        } else {
+                            s.bytes += encoded_len(i64::from(block) - i64::from(s.last));
+                        }
+                        s.last = block;
+                        s.blocks += 1;
+                    }
                 });
                 sizes
             })
             .collect()
     });
-    let mut lists: Vec<Vec<u32>> = Vec::new();
+    // Each list's size, and where each run's slice of it starts (`starts[run][key]`: the
+    // block before the run's first, the base of its first difference).
+    let mut lists: Vec<(u32, Vec<u8>)> = Vec::new();
     try_reserve(&mut lists, KEYS)?;
+    let mut starts = vec![vec![0u32; KEYS]; parts.len()];
     for key in 0..KEYS {
-        let len = sizes.iter().map(|part| part[key].1).sum();
+        let (mut len, mut last) = (0, 0u32);
+        for (run, part) in sizes.iter().enumerate() {
+            let s = &part[key];
+            starts[run][key] = last;
+            if s.blocks > 0 {
+                len += encoded_len(i64::from(s.first) - i64::from(last)) + s.bytes;
+                last = s.last;
+            }
+        }
         let mut list = Vec::new();
         list.try_reserve_exact(len)
-            .map_err(|_| crate::Error::OutOfMemory { bytes: 4 * len })?;
+            .map_err(|_| Error::OutOfMemory { bytes: len })?;
         list.resize(len, 0);
-        lists.push(list);
+        lists.push((last, list));
     }
     // Pass 2: each run fills its slice of every list.
-    let mut slices: Vec<Vec<&mut [u32]>> = parts.iter().map(|_| Vec::with_capacity(KEYS)).collect();
-    for (key, list) in lists.iter_mut().enumerate() {
+    let mut slices: Vec<Vec<&mut [u8]>> = parts.iter().map(|_| Vec::with_capacity(KEYS)).collect();
+    for (key, (_, list)) in lists.iter_mut().enumerate() {
         let mut rest = &mut list[..];
-        for (k, part_slices) in slices.iter_mut().enumerate() {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(sizes[k][key].1);
-            part_slices.push(mine);
+        for (run, run_slices) in slices.iter_mut().enumerate() {
+            let s = &sizes[run][key];
+            let len = if s.blocks > 0 {
+                encoded_len(i64::from(s.first) - i64::from(starts[run][key])) + s.bytes
+            } else {
+                0
+            };
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            run_slices.push(mine);
             rest = tail;
         }
     }
@@ -218,25 +349,29 @@ pub fn initial_pairs(words: &Words, pool: &rayon::ThreadPool) -> Result<PairTabl
         parts
             .par_iter()
             .zip(slices.par_iter_mut())
-            .for_each(|(part, slices)| {
+            .zip(starts.par_iter_mut())
+            .for_each(|((part, slices), last)| {
                 let mut filled = vec![0usize; KEYS];
-                for_each_pair(part, &mut |key, block, _| {
-                    if block != u32::MAX {
-                        slices[key][filled[key]] = block;
-                        filled[key] += 1;
+                let mut code = [0u8; 10];
+                for_each_pair(part.clone(), &mut |key, block, _| {
+                    if block != NONE {
+                        let n = encode(i64::from(block) - i64::from(last[key]), &mut code);
+                        slices[key][filled[key]..filled[key] + n].copy_from_slice(&code[..n]);
+                        filled[key] += n;
+                        last[key] = block;
                     }
                 });
             })
     });
     drop(slices);
     let mut table = PairTable::default();
-    for (key, list) in lists.into_iter().enumerate() {
-        let count: i64 = sizes.iter().map(|part| part[key].0).sum();
+    for (key, (last, list)) in lists.into_iter().enumerate() {
+        let count: i64 = sizes.iter().map(|part| part[key].count).sum();
         if count > 0 {
             let pair = ((key >> 8) as u32, (key & 0xff) as u32);
             *table.get_or_add(pair)? = PairInfo {
                 count,
-                blocks: BlockList::Heap(list),
+                blocks: BlockList::from_encoded(last, list),
             };
         }
     }
@@ -246,6 +381,16 @@ pub fn initial_pairs(words: &Words, pool: &rayon::ThreadPool) -> Result<PairTabl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::pool;
+
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
 
     #[test]
     fn block_lists_keep_order_and_drop_repeats() {
@@ -253,11 +398,97 @@ mod tests {
         for b in [1, 1, 2, 3, 3, 4, 5, 6, 7, 2] {
             list.push(b).unwrap();
         }
-        assert!(matches!(list, BlockList::Heap(_)));
         assert_eq!(list.into_sorted().unwrap(), [1, 2, 3, 4, 5, 6, 7]);
         let mut small = BlockList::default();
         small.push(9).unwrap();
         small.push(4).unwrap();
         assert_eq!(small.into_sorted().unwrap(), [4, 9]);
+        let mut zero = BlockList::default();
+        zero.push(0).unwrap();
+        zero.push(0).unwrap();
+        assert_eq!(zero.into_sorted().unwrap(), [0]);
+    }
+
+    #[test]
+    fn block_lists_hold_any_blocks_in_runs() {
+        let mut rand = xorshift(0x1234_5678_9abc_def1);
+        for round in 0..200 {
+            let mut list = BlockList::default();
+            let mut pushed = Vec::new();
+            // Sorted runs of small and huge steps, as merge steps add them.
+            for _ in 0..rand() % 6 {
+                let mut block = (rand() % u64::from(u32::MAX)) as u32 >> (rand() % 32);
+                for _ in 0..rand() % 40 {
+                    list.push(block).unwrap();
+                    pushed.push(block);
+                    let step = (rand() % 300) as u32 >> (rand() % 9);
+                    block = block.saturating_add(step);
+                }
+            }
+            pushed.sort_unstable();
+            pushed.dedup();
+            assert_eq!(list.into_sorted().unwrap(), pushed, "round {round}");
+        }
+        for delta in [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i64::from(u32::MAX),
+            -(1 << 40),
+        ] {
+            let mut code = [0u8; 10];
+            assert_eq!(encode(delta, &mut code), encoded_len(delta), "{delta}");
+        }
+    }
+
+    #[test]
+    fn initial_pairs_count_and_list_every_pair_for_any_thread_count() {
+        let mut rand = xorshift(0x0dd0_feed_5eed_1234);
+        let mut words = Words::<u16>::default();
+        let mut texts = Vec::new();
+        for _ in 0..300 {
+            let len = 2 + (rand() % 100) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| b"abc\xff"[(rand() % 4) as usize])
+                .collect();
+            let count = 1 + rand() % 5;
+            words.push(&bytes, count).unwrap();
+            texts.push((bytes, count));
+        }
+        // The reference: every pair of every word, with the block of its left byte.
+        let mut expected: FxHashMap<Pair, (i64, Vec<u32>)> = FxHashMap::default();
+        let mut block = 0u32;
+        for (bytes, count) in &texts {
+            let first = block;
+            for (i, w) in bytes.windows(2).enumerate() {
+                let e = expected
+                    .entry((u32::from(w[0]), u32::from(w[1])))
+                    .or_default();
+                e.0 += *count as i64;
+                e.1.push(first + (i / super::super::words::BLOCK) as u32);
+            }
+            block += bytes.len().div_ceil(super::super::words::BLOCK) as u32;
+        }
+        for threads in 1..=3 {
+            let table = initial_pairs(&words, &pool(Some(threads)).unwrap()).unwrap();
+            assert_eq!(table.num_pairs(), expected.len());
+            for (pair, (count, blocks)) in &expected {
+                let info = table.get(pair).unwrap();
+                assert_eq!(info.count, *count);
+                let mut blocks = blocks.clone();
+                blocks.dedup();
+                assert_eq!(
+                    info.blocks.clone().into_sorted().unwrap(),
+                    blocks,
+                    "{pair:?}"
+                );
+            }
+        }
     }
 }

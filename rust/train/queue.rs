@@ -47,6 +47,11 @@ impl Queue {
         Ok(())
     }
 
+    /// The greatest entry.
+    pub fn peek(&self) -> Option<(u64, Pair)> {
+        self.entries.first().copied()
+    }
+
     /// Remove and return the greatest entry.
     pub fn pop(&mut self, tokens: &[Vec<u8>]) -> Option<(u64, Pair)> {
         let last = self.entries.pop()?;

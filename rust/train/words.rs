@@ -1,15 +1,17 @@
 //! The trainer's words: every distinct pretoken as a sequence of token ids, all in one
-//! buffer, and the merge of one pair in one block of a word, which reports how the pair
-//! counts change.
+//! buffer of symbols (`u16` when every id fits, else `u32`: [`Symbol`]), and the merge of
+//! one pair in one block of a word, which reports how the pair counts change.
 //!
-//! A word of at most [`BLOCK`] symbols is one block `[len, count lo, count hi, ids...]`. A
-//! longer word is a chain of blocks of [`BLOCK`] symbols, each
-//! `[len | LINKED, count lo, count hi, prev, next, ids...]` with the offsets of its
-//! neighbours (a block that merges lose all their symbols to is unlinked). The pair
-//! index lists blocks, not words, so merging a pair rescans only the blocks that hold it:
-//! at most [`BLOCK`] symbols per occurrence, however long the word (a 4 MB pretoken no
-//! longer costs 4 MB per merge). A pair whose left symbol ends a block and whose right
-//! one starts the next belongs to the left block. Blocks only shrink, in place.
+//! A word of at most [`BLOCK`] symbols is one block `[len, count, ids...]`. A longer word
+//! is a chain of blocks of [`BLOCK`] symbols, each `[len | LINKED, count, prev, next,
+//! ids...]` with the numbers of its neighbours (a block that merges lose all their symbols
+//! to is unlinked). Header fields take as many symbols as they need (a count is 64 bits:
+//! four `u16`s or two `u32`s). Blocks are numbered in the order they were added, and
+//! [`Words::offset`] maps a number to its place in the buffer. The pair index lists block
+//! numbers, not words, so merging a pair rescans only the blocks that hold it: at most
+//! [`BLOCK`] symbols per occurrence, however long the word (a 4 MB pretoken no longer
+//! costs 4 MB per merge). A pair whose left symbol ends a block and whose right one
+//! starts the next belongs to the left block. Blocks only shrink, in place.
 
 use crate::error::{try_reserve, Error, Result};
 
@@ -17,30 +19,91 @@ use crate::error::{try_reserve, Error, Result};
 pub type Pair = (u32, u32);
 
 /// Symbols per block.
-pub const BLOCK: usize = 32;
+pub const BLOCK: usize = 64;
 
-const LINKED: u32 = 1 << 31;
+/// No block (the end of a chain).
 const NONE: u32 = u32::MAX;
-const SHORT_HEADER: usize = 3;
-const LINKED_HEADER: usize = 5;
+
+/// The type a word stores its token ids in: `u16` halves the memory of words when every
+/// id is below 2^16 (vocabularies up to 65,536), `u32` holds any id.
+pub trait Symbol: Copy + Eq + std::fmt::Debug + Default + Send + Sync + 'static {
+    const BITS: u32;
+    /// The low [`Self::BITS`] bits of `v`.
+    fn truncate(v: u64) -> Self;
+    fn get(self) -> u32;
+}
+
+impl Symbol for u16 {
+    const BITS: u32 = 16;
+    #[inline(always)]
+    fn truncate(v: u64) -> Self {
+        v as u16
+    }
+    #[inline(always)]
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl Symbol for u32 {
+    const BITS: u32 = 32;
+    #[inline(always)]
+    fn truncate(v: u64) -> Self {
+        v as u32
+    }
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self
+    }
+}
 
 /// The blocks of every word; see the module docs.
 #[derive(Debug, Default)]
-pub struct Words {
-    data: Vec<u32>,
-    /// Offset of every block, in increasing order.
+pub struct Words<S> {
+    data: Vec<S>,
+    /// Offset in `data` of every block, by block number (in increasing order).
     blocks: Vec<u32>,
 }
 
-impl Words {
+impl<S: Symbol> Words<S> {
+    /// Symbols of a count.
+    const COUNT: usize = 64 / S::BITS as usize;
+    /// Symbols of a block number.
+    const LINK: usize = 32 / S::BITS as usize;
+    const SHORT_HEADER: usize = 1 + Self::COUNT;
+    const LINKED_HEADER: usize = Self::SHORT_HEADER + 2 * Self::LINK;
+    /// The flag of linked blocks in the length field.
+    const LINKED: u32 = 1 << (S::BITS - 1);
+
+    /// The number held in the `units` symbols at `at`.
+    #[inline(always)]
+    fn read(&self, at: usize, units: usize) -> u64 {
+        (0..units).fold(0, |v, k| {
+            v | (u64::from(self.data[at + k].get()) << (k as u32 * S::BITS))
+        })
+    }
+
+    #[inline(always)]
+    fn write(&mut self, at: usize, units: usize, v: u64) {
+        for k in 0..units {
+            self.data[at + k] = S::truncate(v >> (k as u32 * S::BITS));
+        }
+    }
+
     /// Add a word of single-byte tokens (at least two) seen `count` times.
     pub fn push(&mut self, bytes: &[u8], count: u64) -> Result<()> {
         debug_assert!(bytes.len() >= 2);
         let linked = bytes.len() > BLOCK;
-        let header = if linked { LINKED_HEADER } else { SHORT_HEADER };
+        let header = if linked {
+            Self::LINKED_HEADER
+        } else {
+            Self::SHORT_HEADER
+        };
         let num_blocks = bytes.len().div_ceil(BLOCK);
         let needed = bytes.len() + num_blocks * header;
-        if self.data.len() + needed >= NONE as usize {
+        if self.data.len() + needed >= NONE as usize
+            || self.blocks.len() + num_blocks >= NONE as usize
+        {
             return Err(Error::TooLarge {
                 what: "the trainer's buffer of distinct pretokens holds 32-bit offsets",
                 limit: u64::from(NONE),
@@ -48,133 +111,161 @@ impl Words {
         }
         try_reserve(&mut self.data, needed)?;
         try_reserve(&mut self.blocks, num_blocks)?;
-        let (lo, hi) = (count as u32, (count >> 32) as u32);
-        let mut prev = NONE;
+        let first = self.blocks.len() as u32;
         for (i, chunk) in bytes.chunks(BLOCK).enumerate() {
-            let offset = self.data.len() as u32;
-            self.blocks.push(offset);
+            let offset = self.data.len();
+            self.blocks.push(offset as u32);
+            let flag = if linked { Self::LINKED } else { 0 };
+            self.data
+                .push(S::truncate(u64::from(chunk.len() as u32 | flag)));
+            self.data.resize(offset + header, S::default());
+            self.write(offset + 1, Self::COUNT, count);
             if linked {
-                let next = if i + 1 < num_blocks {
-                    offset + (LINKED_HEADER + chunk.len()) as u32
+                let i = i as u32;
+                let prev = if i > 0 { first + i - 1 } else { NONE };
+                let next = if (i as usize) + 1 < num_blocks {
+                    first + i + 1
                 } else {
                     NONE
                 };
-                self.data
-                    .extend([chunk.len() as u32 | LINKED, lo, hi, prev, next]);
-            } else {
-                self.data.extend([chunk.len() as u32, lo, hi]);
+                self.write(offset + Self::SHORT_HEADER, Self::LINK, u64::from(prev));
+                let at = offset + Self::SHORT_HEADER + Self::LINK;
+                self.write(at, Self::LINK, u64::from(next));
             }
-            self.data.extend(chunk.iter().map(|&b| u32::from(b)));
-            prev = offset;
+            self.data
+                .extend(chunk.iter().map(|&b| S::truncate(u64::from(b))));
         }
         Ok(())
     }
 
-    /// Offsets of all blocks, in increasing order.
-    pub fn blocks(&self) -> &[u32] {
-        &self.blocks
+    /// The number of blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
     }
 
-    /// How often the word of the block at `offset` occurs.
-    pub fn count(&self, offset: u32) -> u64 {
-        let o = offset as usize;
-        u64::from(self.data[o + 1]) | (u64::from(self.data[o + 2]) << 32)
+    #[inline(always)]
+    fn offset(&self, block: u32) -> usize {
+        self.blocks[block as usize] as usize
     }
 
-    fn is_linked(&self, o: u32) -> bool {
-        self.data[o as usize] & LINKED != 0
+    /// How often the word of `block` occurs.
+    #[inline(always)]
+    pub fn count(&self, block: u32) -> u64 {
+        self.read(self.offset(block) + 1, Self::COUNT)
     }
 
-    fn len(&self, o: u32) -> usize {
-        (self.data[o as usize] & !LINKED) as usize
+    #[inline(always)]
+    fn is_linked(&self, o: usize) -> bool {
+        self.data[o].get() & Self::LINKED != 0
     }
 
-    fn start(&self, o: u32) -> usize {
-        o as usize
-            + if self.is_linked(o) {
-                LINKED_HEADER
-            } else {
-                SHORT_HEADER
-            }
+    #[inline(always)]
+    fn len(&self, o: usize) -> usize {
+        (self.data[o].get() & !Self::LINKED) as usize
     }
 
-    fn prev(&self, o: u32) -> u32 {
+    #[inline(always)]
+    fn start(&self, o: usize) -> usize {
+        o + if self.is_linked(o) {
+            Self::LINKED_HEADER
+        } else {
+            Self::SHORT_HEADER
+        }
+    }
+
+    #[inline(always)]
+    fn prev(&self, o: usize) -> u32 {
         if self.is_linked(o) {
-            self.data[o as usize + 3]
+            self.read(o + Self::SHORT_HEADER, Self::LINK) as u32
         } else {
             NONE
         }
     }
 
-    fn next(&self, o: u32) -> u32 {
+    #[inline(always)]
+    fn next(&self, o: usize) -> u32 {
         if self.is_linked(o) {
-            self.data[o as usize + 4]
+            self.read(o + Self::SHORT_HEADER + Self::LINK, Self::LINK) as u32
         } else {
             NONE
         }
     }
 
-    /// The ids of the block at `offset`.
-    pub fn ids(&self, offset: u32) -> &[u32] {
-        let start = self.start(offset);
-        &self.data[start..start + self.len(offset)]
+    /// The ids of `block`.
+    pub fn ids(&self, block: u32) -> &[S] {
+        let o = self.offset(block);
+        let start = self.start(o);
+        &self.data[start..start + self.len(o)]
     }
 
-    /// The first symbol of the block after `offset` in its word, if any.
-    pub fn first_after(&self, offset: u32) -> Option<u32> {
-        let next = self.next(offset);
-        (next != NONE).then(|| self.data[self.start(next)])
+    /// The first symbol of the block after `block` in its word, if any.
+    #[inline]
+    pub fn first_after(&self, block: u32) -> Option<u32> {
+        let next = self.next(self.offset(block));
+        (next != NONE).then(|| self.data[self.start(self.offset(next))].get())
     }
 
-    /// The last symbol of the block before `offset` in its word, with that block.
-    fn last_before(&self, offset: u32) -> Option<(u32, u32)> {
-        let prev = self.prev(offset);
-        (prev != NONE).then(|| (prev, self.data[self.start(prev) + self.len(prev) - 1]))
+    /// The last symbol of the block before the one at offset `o` in its word, with that
+    /// block's number.
+    fn last_before(&self, o: usize) -> Option<(u32, u32)> {
+        let prev = self.prev(o);
+        (prev != NONE).then(|| {
+            let p = self.offset(prev);
+            (prev, self.data[self.start(p) + self.len(p) - 1].get())
+        })
     }
 
-    /// Remove the first symbol of the (linked) block at `o`, unlinking it when it empties.
-    fn pop_front(&mut self, o: u32) {
+    /// Remove the first symbol of the (linked) `block`, unlinking it when it empties.
+    fn pop_front(&mut self, block: u32) {
+        let o = self.offset(block);
         let (start, len) = (self.start(o), self.len(o));
         self.data.copy_within(start + 1..start + len, start);
-        self.data[o as usize] -= 1;
+        self.data[o] = S::truncate(u64::from(self.data[o].get() - 1));
         if len == 1 {
             let (prev, next) = (self.prev(o), self.next(o));
             if prev != NONE {
-                self.data[prev as usize + 4] = next;
+                let at = self.offset(prev) + Self::SHORT_HEADER + Self::LINK;
+                self.write(at, Self::LINK, u64::from(next));
             }
             if next != NONE {
-                self.data[next as usize + 3] = prev;
+                let at = self.offset(next) + Self::SHORT_HEADER;
+                self.write(at, Self::LINK, u64::from(prev));
             }
         }
     }
 
-    /// Replace every occurrence of `pair` whose left symbol is in the block at `offset`,
-    /// left to right and without overlap, by `new_id`. Calls `delta(block, pair, change)`
-    /// for each change in the word's pair counts: the merged pair goes away, and so do the
-    /// pairs it formed with its neighbours, replaced by pairs with `new_id`; `block` is the
-    /// block of the pair's left symbol. A change may be reported more than once (the caller
-    /// sums them).
+    /// Replace every occurrence of `pair` whose left symbol is in `block`, left to right
+    /// and without overlap, by `new_id`. Calls `delta(block, pair, change)` for each change
+    /// in the word's pair counts: the merged pair goes away, and so do the pairs it formed
+    /// with its neighbours, replaced by pairs with `new_id`; `block` is the block of the
+    /// pair's left symbol. A change may be reported more than once (the caller sums them).
     ///
     /// `[a, b, a, b]` merging `(a, b)` into `N` gives `[N, N]` and the changes
     /// `(a,b) -1, (b,a) -1, (N,a) +1, (N,a) -1, (N,N) +1, (a,b) -1`.
     pub fn merge_pair(
         &mut self,
-        offset: u32,
+        block: u32,
         pair: Pair,
         new_id: u32,
         mut delta: impl FnMut(u32, Pair, i64),
     ) {
         let (a, b) = pair;
-        let start = self.start(offset);
-        let n = self.len(offset);
+        let (sa, sb, new) = (
+            S::truncate(u64::from(a)),
+            S::truncate(u64::from(b)),
+            S::truncate(u64::from(new_id)),
+        );
+        let o = self.offset(block);
+        let start = self.start(o);
+        let n = self.len(o);
         // Nothing moves before the first occurrence: start there.
         let ids = &self.data[start..start + n];
         let Some(first) = ids.iter().enumerate().position(|(i, &id)| {
-            id == a
+            id == sa
                 && if i + 1 < n {
-                    ids[i + 1] == b
+                    ids[i + 1] == sb
                 } else {
-                    self.first_after(offset) == Some(b)
+                    self.first_after(block) == Some(b)
                 }
         }) else {
             return;
@@ -184,12 +275,12 @@ impl Words {
             let here = self.data[start + read];
             let partner = || {
                 if read + 1 < n {
-                    Some(self.data[start + read + 1])
+                    Some(self.data[start + read + 1].get())
                 } else {
-                    self.first_after(offset)
+                    self.first_after(block)
                 }
             };
-            if here != a || partner() != Some(b) {
+            if here != sa || partner() != Some(b) {
                 self.data[start + write] = here;
                 read += 1;
                 write += 1;
@@ -197,42 +288,43 @@ impl Words {
             }
             // `write` <= `read`, so the block's ids before `write` are the merged prefix.
             let left = if write > 0 {
-                Some((offset, self.data[start + write - 1]))
+                Some((block, self.data[start + write - 1].get()))
             } else {
-                self.last_before(offset)
+                self.last_before(o)
             };
-            if let Some((block, left)) = left {
-                delta(block, (left, a), -1);
-                delta(block, (left, new_id), 1);
+            if let Some((left_block, left)) = left {
+                delta(left_block, (left, a), -1);
+                delta(left_block, (left, new_id), 1);
             }
-            delta(offset, pair, -1);
+            delta(block, pair, -1);
             let right = if read + 2 < n {
-                Some(self.data[start + read + 2])
+                Some(self.data[start + read + 2].get())
             } else if read + 1 < n {
-                self.first_after(offset)
+                self.first_after(block)
             } else {
                 // The partner starts the next block: take it from there.
-                self.pop_front(self.next(offset));
-                self.first_after(offset)
+                self.pop_front(self.next(o));
+                self.first_after(block)
             };
             if let Some(right) = right {
-                delta(offset, (b, right), -1);
-                delta(offset, (new_id, right), 1);
+                delta(block, (b, right), -1);
+                delta(block, (new_id, right), 1);
             }
-            self.data[start + write] = new_id;
+            self.data[start + write] = new;
             read += 2;
             write += 1;
         }
-        self.data[offset as usize] = (self.data[offset as usize] & LINKED) | write as u32;
+        let flag = self.data[o].get() & Self::LINKED;
+        self.data[o] = S::truncate(u64::from(flag | write as u32));
     }
 
-    /// The ids of the word whose first block is at `offset` (for tests).
+    /// The ids of the word whose first block is `block` (for tests).
     #[cfg(test)]
-    pub fn word(&self, mut offset: u32) -> Vec<u32> {
-        let mut out = self.ids(offset).to_vec();
-        while self.next(offset) != NONE {
-            offset = self.next(offset);
-            out.extend_from_slice(self.ids(offset));
+    pub fn word(&self, mut block: u32) -> Vec<u32> {
+        let mut out: Vec<u32> = self.ids(block).iter().map(|s| s.get()).collect();
+        while self.next(self.offset(block)) != NONE {
+            block = self.next(self.offset(block));
+            out.extend(self.ids(block).iter().map(|s| s.get()));
         }
         out
     }
@@ -245,11 +337,11 @@ mod tests {
 
     /// Merge `pair` in every block of a word of `ids` (bytes), in order, as the trainer
     /// does; returns the merged ids and the summed non-zero deltas.
-    fn merge(ids: &[u8], pair: Pair, new_id: u32) -> (Vec<u32>, Vec<(Pair, i64)>) {
-        let mut words = Words::default();
+    fn merge<S: Symbol>(ids: &[u8], pair: Pair, new_id: u32) -> (Vec<u32>, Vec<(Pair, i64)>) {
+        let mut words = Words::<S>::default();
         words.push(ids, 1).unwrap();
         let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
-        for &block in &words.blocks().to_vec() {
+        for block in 0..words.num_blocks() as u32 {
             words.merge_pair(block, pair, new_id, |_, p, d| {
                 *deltas.entry(p).or_default() += d
             });
@@ -283,23 +375,28 @@ mod tests {
         out
     }
 
-    #[test]
-    fn merge_pair_reports_neighbour_deltas() {
-        let (ids, deltas) = merge(&[1, 2, 1, 2], (1, 2), 9);
+    fn reports_neighbour_deltas<S: Symbol>() {
+        let (ids, deltas) = merge::<S>(&[1, 2, 1, 2], (1, 2), 9);
         assert_eq!(ids, [9, 9]);
         assert_eq!(deltas, [((1, 2), -2), ((2, 1), -1), ((9, 9), 1)]);
-        let (ids, deltas) = merge(&[1, 1, 1], (1, 1), 9);
+        let (ids, deltas) = merge::<S>(&[1, 1, 1], (1, 1), 9);
         assert_eq!(ids, [9, 1]);
         assert_eq!(deltas, [((1, 1), -2), ((9, 1), 1)]);
-        let (ids, deltas) = merge(&[3, 4], (1, 2), 9);
+        let (ids, deltas) = merge::<S>(&[3, 4], (1, 2), 9);
         assert_eq!(ids, [3, 4]);
         assert!(deltas.is_empty());
     }
 
     #[test]
-    fn merges_and_deltas_match_a_recount_across_blocks() {
-        // Random words over a 3-letter alphabet, long enough to span several blocks, merged
-        // repeatedly; each step must equal the naive merge and its deltas a recount.
+    fn merge_pair_reports_neighbour_deltas() {
+        reports_neighbour_deltas::<u16>();
+        reports_neighbour_deltas::<u32>();
+    }
+
+    /// Random words over a 3-letter alphabet, long enough to span several blocks, merged
+    /// repeatedly; each step must equal the naive merge and its deltas a recount. New ids
+    /// start at `first_id` (above 2^16 for `u32`, so a truncation would show).
+    fn match_a_recount<S: Symbol>(first_id: u32) {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut rand = || {
             state ^= state << 13;
@@ -310,16 +407,18 @@ mod tests {
         for _ in 0..300 {
             let len = 2 + (rand() % (4 * BLOCK as u64)) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| (rand() % 3) as u8).collect();
-            let mut words = Words::default();
-            words.push(&bytes, 1).unwrap();
+            let count = rand() >> (rand() % 64);
+            let mut words = Words::<S>::default();
+            words.push(&bytes, count).unwrap();
             let mut expected: Vec<u32> = bytes.iter().map(|&b| u32::from(b)).collect();
             for step in 0..6 {
                 let Some(&pair) = pairs(&expected).keys().max() else {
                     break;
                 };
-                let new_id = 100 + step;
+                let new_id = first_id + step;
                 let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
-                for &block in &words.blocks().to_vec() {
+                for block in 0..words.num_blocks() as u32 {
+                    assert_eq!(words.count(block), count);
                     words.merge_pair(block, pair, new_id, |_, p, d| {
                         *deltas.entry(p).or_default() += d;
                     });
@@ -336,5 +435,11 @@ mod tests {
                 expected = after;
             }
         }
+    }
+
+    #[test]
+    fn merges_and_deltas_match_a_recount_across_blocks() {
+        match_a_recount::<u16>(65_000);
+        match_a_recount::<u32>(100_000);
     }
 }

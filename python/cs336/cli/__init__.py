@@ -29,6 +29,10 @@ from cs336.cli import _signals
 
 # subcommand -> (module in cs336.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": (
+        "download",
+        "download TinyStories or the OWT sample (or any URL), resumably; --prepare tokenizes",
+    ),
     "train-bpe": ("train_bpe", "train a byte-level BPE tokenizer on text files"),
     "tokenize": ("tokenize", "encode a text file into a .npy array of token ids"),
     "train": ("train", "train a Transformer language model"),
@@ -96,6 +100,10 @@ def _command_module(name: str) -> ModuleType:
     """The module of subcommand ``name`` (a key's module in :data:`COMMANDS`), imported
     now: import by import, so every edge of the import graph is in plain sight."""
     match name:
+        case "download":
+            from cs336.cli import download
+
+            return download
         case "train_bpe":
             from cs336.cli import train_bpe
 
