@@ -7,12 +7,18 @@ use crate::pretokenize::{Segment, GPT2_PATTERN};
 /// the text between them.
 fn split(text: &str, pretokenizer: &Pretokenizer, specials: &SpecialTokens) -> Vec<String> {
     let mut out = Vec::new();
-    specials.for_each(text, |segment| match segment {
-        Segment::Special(i) => out.push(format!("<special {i}>")),
-        Segment::Text(t) => pretokenizer
-            .for_each(t, |p| out.push(p.to_owned()))
-            .unwrap(),
-    });
+    specials
+        .for_each(text, |segment| match segment {
+            Segment::Special(i) => {
+                out.push(format!("<special {i}>"));
+                Ok(())
+            }
+            Segment::Text(t) => pretokenizer.for_each(t, |p| {
+                out.push(p.to_owned());
+                Ok(())
+            }),
+        })
+        .unwrap();
     out
 }
 

@@ -56,10 +56,13 @@ def test_every_public_name_resolves():
 
 
 def _stub_names() -> dict[str, set[str] | None]:
-    """Top-level names of the stub; for classes, the set of their member names."""
+    """Top-level public names of the stub; for classes, the set of their member names
+    (private ones, such as the ``_TrainOptions`` type, exist for type checking only)."""
     tree = ast.parse(STUB.read_text())
     names: dict[str, set[str] | None] = {}
     for node in tree.body:
+        if getattr(node, "name", "").startswith("_"):
+            continue
         if isinstance(node, ast.ClassDef):
             names[node.name] = {
                 n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))

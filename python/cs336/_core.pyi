@@ -2,6 +2,7 @@
 module by tests/test_package.py). Users call the wrappers in ``cs336``, not these."""
 
 from collections.abc import Iterable, Sequence
+from typing import TypedDict
 
 GPT2_PATTERN: str
 
@@ -35,17 +36,20 @@ def count_pretokens(text: str, pattern: str | None = None, *, scanner: bool = Tr
 
 # ---- train (rust/py/train.rs) ----
 
-def train_bpe_files(
-    paths: Sequence[str],
-    vocab_size: int,
-    special_tokens: Sequence[str],
-    pattern: str,
-    num_threads: int | None = None,
-    show_progress: bool = False,
-    chunk_size: int = 1048576,
-    block_size: int = 8388608,
-    max_token_length: int | None = None,
-) -> list[tuple[bytes, bytes]]:
+class _TrainOptions(TypedDict):
+    """The options of a training run (every key given; ``cs336.BPETrainer`` builds it).
+    Exists for type checking only: at run time it is a plain dict."""
+
+    vocab_size: int
+    special_tokens: Sequence[str]
+    pattern: str
+    num_threads: int | None
+    show_progress: bool
+    chunk_size: int  # bytes per parallel counting task
+    block_size: int  # bytes per read of a file
+    max_token_length: int | None
+
+def train_bpe_files(paths: Sequence[str], options: _TrainOptions) -> list[tuple[bytes, bytes]]:
     """Merges learned from the files (each its own document), in creation order; no
     merged token is longer than ``max_token_length`` bytes. Raises OSError for an
     unreadable path, UnicodeError naming the byte offset of invalid UTF-8, ValueError for a
@@ -53,16 +57,7 @@ def train_bpe_files(
     allocation fails, and whatever a signal handler raises (KeyboardInterrupt on
     Ctrl-C)."""
 
-def train_bpe_iter(
-    texts: Iterable[str],
-    vocab_size: int,
-    special_tokens: Sequence[str],
-    pattern: str,
-    num_threads: int | None = None,
-    show_progress: bool = False,
-    chunk_size: int = 1048576,
-    max_token_length: int | None = None,
-) -> list[tuple[bytes, bytes]]:
+def train_bpe_iter(texts: Iterable[str], options: _TrainOptions) -> list[tuple[bytes, bytes]]:
     """Merges learned from the strings of ``texts`` (each its own document). Raises
     TypeError for a non-str item, and as train_bpe_files."""
 

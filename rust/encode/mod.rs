@@ -91,63 +91,11 @@ impl Encoder {
                 "token id {max_id} is not below 2^31"
             )));
         }
-        let mut spans = FxHashMap::default();
-        try_reserve_map(&mut spans, vocab.len())?;
-        let mut bytes = Vec::new();
-        let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
         let is_special = |id: u32| special_tokens.iter().any(|&(_, s)| s == id);
-        for (id, token) in vocab {
-            let start = bytes.len() as u64;
-            if spans
-                .insert(*id, (start, start + token.len() as u64))
-                .is_some()
-            {
-                return Err(Error::BadModel(format!("token id {id} is given twice")));
-            }
-            try_reserve(&mut bytes, token.len())?;
-            bytes.extend_from_slice(token);
-            if is_special(*id) {
-                continue;
-            }
-            if token.is_empty() {
-                return Err(Error::BadModel(format!("token {id} is empty")));
-            }
-            // Two ids with the same bytes (a trainer can create a token twice through two
-            // different merges): encoding produces the larger id, as the reference does.
-            let slot = ids.entry(token).or_insert(*id);
-            *slot = (*slot).max(*id);
-        }
-        // A special token that is also an ordinary token (the same id, e.g. a word made
-        // special) can still be produced by merges; otherwise the ordinary token wins.
-        for (id, token) in vocab {
-            if is_special(*id) && !token.is_empty() {
-                ids.entry(token).or_insert(*id);
-            }
-        }
-        let mut byte_ids = [0u32; 256];
-        for (b, slot) in byte_ids.iter_mut().enumerate() {
-            *slot = *ids.get(&[b as u8][..]).ok_or_else(|| {
-                Error::BadModel(format!("byte 0x{b:02x} has no token in the vocabulary"))
-            })?;
-        }
-        let lookup = |token: &[u8], rank: usize| {
-            ids.get(token).copied().ok_or_else(|| {
-                Error::BadModel(format!(
-                    "merge {rank}: {} is not in the vocabulary",
-                    show_bytes(token)
-                ))
-            })
-        };
-        let mut merge_map = FxHashMap::default();
-        merge_map.reserve(merges.len());
-        for (rank, (left, right)) in merges.iter().enumerate() {
-            let pair = pair_key(lookup(left, rank)?, lookup(right, rank)?);
-            let new_id = lookup(&[left.as_slice(), right.as_slice()].concat(), rank)?;
-            // A repeated pair keeps its first (lowest) rank: the later copy never applies.
-            merge_map
-                .entry(pair)
-                .or_insert(((rank as u64) << 32) | new_id as u64);
-        }
+        let (bytes, spans) = token_bytes(vocab)?;
+        let ids = token_ids(vocab, is_special)?;
+        let byte_ids = byte_ids(&ids)?;
+        let merge_map = merge_table(merges, &ids)?;
         let byte_pairs = (0..1usize << 16)
             .map(|i| {
                 let pair = pair_key(byte_ids[i >> 8], byte_ids[i & 0xff]);
@@ -263,17 +211,10 @@ impl Encoder {
         out: &mut Vec<u32>,
         progress: &Progress,
     ) -> Result<()> {
-        let mut result = Ok(());
-        self.specials.for_each(text, |segment| {
-            if result.is_err() {
-                return;
-            }
-            result = match segment {
-                Segment::Special(i) => push_one(out, self.special_ids[i]),
-                Segment::Text(piece) => self.encode_ordinary(piece, cache, out, progress),
-            };
-        });
-        result
+        self.specials.for_each(text, |segment| match segment {
+            Segment::Special(i) => push_one(out, self.special_ids[i]),
+            Segment::Text(piece) => self.encode_ordinary(piece, cache, out, progress),
+        })
     }
 
     /// Ids of text that holds no special token.
@@ -284,31 +225,18 @@ impl Encoder {
         out: &mut Vec<u32>,
         progress: &Progress,
     ) -> Result<()> {
-        let mut result = Ok(());
         let mut scratch = Scratch::default();
         let bytes = text.as_bytes();
         let mut next_poll = POLL_BYTES;
         self.pretokenizer.for_each(text, |pretoken| {
-            if result.is_ok() {
-                let start = pretoken.as_ptr() as usize - bytes.as_ptr() as usize;
-                if start >= next_poll {
-                    next_poll = start + POLL_BYTES;
-                    result = progress.poll();
-                }
-                if result.is_ok() {
-                    result = self.encode_pretoken(
-                        bytes,
-                        start,
-                        pretoken.as_bytes(),
-                        cache,
-                        &mut scratch,
-                        out,
-                        progress,
-                    );
-                }
+            let start = pretoken.as_ptr() as usize - bytes.as_ptr() as usize;
+            if start >= next_poll {
+                next_poll = start + POLL_BYTES;
+                progress.poll()?;
             }
-        })?;
-        result
+            let piece = pretoken.as_bytes();
+            self.encode_pretoken(bytes, start, piece, cache, &mut scratch, out, progress)
+        })
     }
 
     /// Append the ids of `piece`, the pretoken at byte `start` of `text`.
@@ -399,6 +327,92 @@ fn push(out: &mut Vec<u32>, ids: &[u32]) -> Result<()> {
     }
     out.extend_from_slice(ids);
     Ok(())
+}
+
+/// The bytes of every token laid end to end, and each id's span in them.
+#[allow(clippy::type_complexity)]
+fn token_bytes(vocab: &[(u32, Vec<u8>)]) -> Result<(Vec<u8>, FxHashMap<u32, (u64, u64)>)> {
+    let mut spans = FxHashMap::default();
+    try_reserve_map(&mut spans, vocab.len())?;
+    let mut bytes = Vec::new();
+    for (id, token) in vocab {
+        let start = bytes.len() as u64;
+        if spans
+            .insert(*id, (start, start + token.len() as u64))
+            .is_some()
+        {
+            return Err(Error::BadModel(format!("token id {id} is given twice")));
+        }
+        try_reserve(&mut bytes, token.len())?;
+        bytes.extend_from_slice(token);
+    }
+    Ok((bytes, spans))
+}
+
+/// The id that encoding produces for each token's bytes.
+fn token_ids(
+    vocab: &[(u32, Vec<u8>)],
+    is_special: impl Fn(u32) -> bool,
+) -> Result<FxHashMap<&[u8], u32>> {
+    let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
+    try_reserve_map(&mut ids, vocab.len())?;
+    for (id, token) in vocab {
+        if is_special(*id) {
+            continue;
+        }
+        if token.is_empty() {
+            return Err(Error::BadModel(format!("token {id} is empty")));
+        }
+        // Two ids with the same bytes (a trainer can create a token twice through two
+        // different merges): encoding produces the larger id, as the reference does.
+        let slot = ids.entry(token).or_insert(*id);
+        *slot = (*slot).max(*id);
+    }
+    // A special token that is also an ordinary token (the same id, e.g. a word made
+    // special) can still be produced by merges; otherwise the ordinary token wins.
+    for (id, token) in vocab {
+        if is_special(*id) && !token.is_empty() {
+            ids.entry(token).or_insert(*id);
+        }
+    }
+    Ok(ids)
+}
+
+/// The id of each single byte ([`Error::BadModel`] for a byte without one).
+fn byte_ids(ids: &FxHashMap<&[u8], u32>) -> Result<[u32; 256]> {
+    let mut byte_ids = [0u32; 256];
+    for (b, slot) in byte_ids.iter_mut().enumerate() {
+        *slot = *ids.get(&[b as u8][..]).ok_or_else(|| {
+            Error::BadModel(format!("byte 0x{b:02x} has no token in the vocabulary"))
+        })?;
+    }
+    Ok(byte_ids)
+}
+
+/// `(left_id << 32) | right_id` -> packed `(rank, new_id)` for every merge.
+fn merge_table(
+    merges: &[(Vec<u8>, Vec<u8>)],
+    ids: &FxHashMap<&[u8], u32>,
+) -> Result<FxHashMap<u64, PackedMerge>> {
+    let lookup = |token: &[u8], rank: usize| {
+        ids.get(token).copied().ok_or_else(|| {
+            Error::BadModel(format!(
+                "merge {rank}: {} is not in the vocabulary",
+                show_bytes(token)
+            ))
+        })
+    };
+    let mut merge_map = FxHashMap::default();
+    try_reserve_map(&mut merge_map, merges.len())?;
+    for (rank, (left, right)) in merges.iter().enumerate() {
+        let pair = pair_key(lookup(left, rank)?, lookup(right, rank)?);
+        let new_id = lookup(&[left.as_slice(), right.as_slice()].concat(), rank)?;
+        // A repeated pair keeps its first (lowest) rank: the later copy never applies.
+        merge_map
+            .entry(pair)
+            .or_insert(((rank as u64) << 32) | new_id as u64);
+    }
+    Ok(merge_map)
 }
 
 fn pair_key(left: u32, right: u32) -> u64 {

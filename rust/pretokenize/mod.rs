@@ -76,20 +76,21 @@ impl Pretokenizer {
 
     /// Call `f` on each pretoken of `text`, in order. The pretokens are the pattern's
     /// successive non-overlapping matches (text between matches is dropped, as in
-    /// `re.findall`).
-    pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
+    /// `re.findall`). The first error of `f` stops it.
+    pub fn for_each<'t>(
+        &self,
+        text: &'t str,
+        mut f: impl FnMut(&'t str) -> Result<()>,
+    ) -> Result<()> {
         match &self.engine {
-            Engine::Gpt2Scanner => {
-                gpt2_pretokens(text).for_each(f);
-                Ok(())
-            }
+            Engine::Gpt2Scanner => gpt2_pretokens(text).try_for_each(f),
             Engine::Regex(regex) => {
                 for m in regex.find_iter(text) {
                     let m = m.map_err(|e| Error::BadPattern {
                         pattern: self.pattern.clone(),
                         message: e.to_string(),
                     })?;
-                    f(m.as_str());
+                    f(m.as_str())?;
                 }
                 Ok(())
             }
@@ -111,7 +112,12 @@ mod tests {
         let words = Pretokenizer::new(r"\w+").unwrap();
         assert!(!words.uses_scanner());
         let mut out = Vec::new();
-        words.for_each("ab, cd", |p| out.push(p)).unwrap();
+        words
+            .for_each("ab, cd", |p| {
+                out.push(p);
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(out, ["ab", "cd"]);
     }
 

@@ -313,7 +313,10 @@ mod tests {
         let mut out = Vec::new();
         Pretokenizer::regex_only(GPT2_PATTERN)
             .unwrap()
-            .for_each(text, |p| out.push(p))
+            .for_each(text, |p| {
+                out.push(p);
+                Ok(())
+            })
             .unwrap();
         out
     }

@@ -67,25 +67,30 @@ impl SpecialTokens {
         &self.tokens
     }
 
-    /// Call `f` on each segment of `text`, in order.
-    pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(Segment<'t>)) {
+    /// Call `f` on each segment of `text`, in order; the first error of `f` stops it.
+    pub fn for_each<'t>(
+        &self,
+        text: &'t str,
+        mut f: impl FnMut(Segment<'t>) -> Result<()>,
+    ) -> Result<()> {
         let Some(matcher) = &self.matcher else {
             if !text.is_empty() {
-                f(Segment::Text(text));
+                f(Segment::Text(text))?;
             }
-            return;
+            return Ok(());
         };
         let mut start = 0;
         for m in matcher.find_iter(text) {
             if m.start() > start {
-                f(Segment::Text(&text[start..m.start()]));
+                f(Segment::Text(&text[start..m.start()]))?;
             }
-            f(Segment::Special(m.pattern().as_usize()));
+            f(Segment::Special(m.pattern().as_usize()))?;
             start = m.end();
         }
         if start < text.len() {
-            f(Segment::Text(&text[start..]));
+            f(Segment::Text(&text[start..]))?;
         }
+        Ok(())
     }
 }
 
@@ -98,8 +103,10 @@ mod tests {
         let st = SpecialTokens::new(&["<|endoftext|>", "<|endoftext|><|endoftext|>"]).unwrap();
         let mut segs = Vec::new();
         st.for_each("a<|endoftext|><|endoftext|>b<|endoftext|>", |s| {
-            segs.push(s)
-        });
+            segs.push(s);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(
             segs,
             [

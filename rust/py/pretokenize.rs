@@ -28,7 +28,10 @@ fn pretokenize<'t>(
 ) -> PyResult<Vec<&'t str>> {
     let pretokens = py.detach(|| -> Result<Vec<&'t str>> {
         let mut out = Vec::new();
-        pretokenizer(pattern, scanner)?.for_each(text, |p| out.push(p))?;
+        pretokenizer(pattern, scanner)?.for_each(text, |p| {
+            out.push(p);
+            Ok(())
+        })?;
         Ok(out)
     })?;
     Ok(pretokens)
@@ -46,7 +49,10 @@ fn count_pretokens(
 ) -> PyResult<usize> {
     let count = py.detach(|| -> Result<usize> {
         let mut count = 0;
-        pretokenizer(pattern, scanner)?.for_each(text, |_| count += 1)?;
+        pretokenizer(pattern, scanner)?.for_each(text, |_| {
+            count += 1;
+            Ok(())
+        })?;
         Ok(count)
     })?;
     Ok(count)

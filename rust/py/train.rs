@@ -33,38 +33,11 @@ fn to_python(py: Python<'_>, trained: Trained) -> PyResult<Vec<Bound<'_, PyTuple
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn config(
-    vocab_size: usize,
-    special_tokens: Vec<String>,
-    pattern: String,
-    num_threads: Option<usize>,
-    chunk_size: usize,
-    block_size: usize,
-    max_token_length: Option<usize>,
-) -> TrainConfig {
-    TrainConfig {
-        vocab_size,
-        special_tokens,
-        pattern,
-        num_threads,
-        chunking: Chunking {
-            chunk_size,
-            block_size,
-        },
-        max_token_length,
-    }
-}
-
-/// Train on text files; returns the merges as (bytes, bytes) in creation order.
-#[pyfunction]
-#[pyo3(signature = (paths, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1048576, block_size=8388608,
-                    max_token_length=None))]
-#[allow(clippy::too_many_arguments)]
-fn train_bpe_files(
-    py: Python<'_>,
-    paths: Vec<PathBuf>,
+/// The options of a training run, from the dict `cs336.BPETrainer` builds (one key per
+/// field; every key given).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Options {
     vocab_size: usize,
     special_tokens: Vec<String>,
     pattern: String,
@@ -73,20 +46,36 @@ fn train_bpe_files(
     chunk_size: usize,
     block_size: usize,
     max_token_length: Option<usize>,
-) -> PyResult<Vec<Bound<'_, PyTuple>>> {
-    let config = config(
-        vocab_size,
-        special_tokens,
-        pattern,
-        num_threads,
-        chunk_size,
-        block_size,
-        max_token_length,
-    );
+}
+
+impl Options {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            vocab_size: self.vocab_size,
+            special_tokens: self.special_tokens.clone(),
+            pattern: self.pattern.clone(),
+            num_threads: self.num_threads,
+            chunking: Chunking {
+                chunk_size: self.chunk_size,
+                block_size: self.block_size,
+            },
+            max_token_length: self.max_token_length,
+        }
+    }
+}
+
+/// Train on text files; returns the merges as (bytes, bytes) in creation order.
+#[pyfunction]
+fn train_bpe_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    options: Options,
+) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    let config = options.config();
     let signals = Signals::default();
     let trained = py.detach(|| {
         let check = || signals.check();
-        let progress = Progress::new(show_progress.then_some(LINES), &check);
+        let progress = Progress::new(options.show_progress.then_some(LINES), &check);
         train_files(&paths, &config, &progress)
     });
     to_python(py, signals.finish(trained)?)
@@ -95,29 +84,12 @@ fn train_bpe_files(
 /// Train on the strings of an iterable, each its own document; strings are pulled in
 /// batches while attached and counted while detached.
 #[pyfunction]
-#[pyo3(signature = (texts, vocab_size, special_tokens, pattern, num_threads=None,
-                    show_progress=false, chunk_size=1048576, max_token_length=None))]
-#[allow(clippy::too_many_arguments)]
 fn train_bpe_iter<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyAny>,
-    vocab_size: usize,
-    special_tokens: Vec<String>,
-    pattern: String,
-    num_threads: Option<usize>,
-    show_progress: bool,
-    chunk_size: usize,
-    max_token_length: Option<usize>,
+    options: Options,
 ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-    let config = config(
-        vocab_size,
-        special_tokens,
-        pattern,
-        num_threads,
-        chunk_size,
-        Chunking::default().block_size,
-        max_token_length,
-    );
+    let config = options.config();
     let (counter, num_merges) = config.counter()?;
     let mut iter = texts.try_iter()?;
     loop {
@@ -154,7 +126,7 @@ fn train_bpe_iter<'py>(
     let signals = Signals::default();
     let trained = py.detach(|| {
         let check = || signals.check();
-        let progress = Progress::new(show_progress.then_some(LINES), &check);
+        let progress = Progress::new(options.show_progress.then_some(LINES), &check);
         train_counts(
             counter.finish(),
             num_merges,

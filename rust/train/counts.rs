@@ -87,26 +87,21 @@ impl PretokenCounter {
         let map = &mut *map;
         let bytes = chunk.as_bytes();
         let mut batch: Vec<Key<'_>> = Vec::with_capacity(LOOKUP_BATCH);
-        let mut result = Ok(());
-        let mut added = Ok(());
         self.specials.for_each(chunk, |segment| {
-            if let (Segment::Text(text), Ok(())) = (segment, &result) {
-                result = self.pretokenizer.for_each(text, |p| {
-                    if added.is_err() {
-                        return;
-                    }
-                    let start = p.as_ptr() as usize - bytes.as_ptr() as usize;
-                    let key = Key::in_text(bytes, start, p.as_bytes());
-                    map.prefetch(&key);
-                    batch.push(key);
-                    if batch.len() == LOOKUP_BATCH {
-                        added = batch.drain(..).try_for_each(|key| map.add(&key, 1));
-                    }
-                });
-            }
-        });
-        result?;
-        added?;
+            let Segment::Text(text) = segment else {
+                return Ok(());
+            };
+            self.pretokenizer.for_each(text, |p| {
+                let start = p.as_ptr() as usize - bytes.as_ptr() as usize;
+                let key = Key::in_text(bytes, start, p.as_bytes());
+                map.prefetch(&key);
+                batch.push(key);
+                if batch.len() < LOOKUP_BATCH {
+                    return Ok(());
+                }
+                batch.drain(..).try_for_each(|key| map.add(&key, 1))
+            })
+        })?;
         batch.iter().try_for_each(|key| map.add(key, 1))
     }
 

@@ -251,164 +251,227 @@ pub fn merges_for(vocab_size: usize, num_special: usize) -> Result<usize> {
 /// Learn up to `num_merges` merges from `words`. Stops early when no pair is left (or
 /// none makes a token of at most `max_token_length` bytes). `progress` is polled between
 /// merges and within long ones.
-fn train<S: Symbol>(mut words: Words<S>, limits: &Limits, progress: &Progress) -> Result<Trained> {
-    let Limits {
-        num_merges,
-        max_token_length,
-        num_threads,
-    } = *limits;
+fn train<S: Symbol>(words: Words<S>, limits: &Limits, progress: &Progress) -> Result<Trained> {
     progress.check()?;
-    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-    // Ids are u32 (the corpus runs out of pairs long before this bound).
-    let num_merges = num_merges.min(u32::MAX as usize - 256);
-    let mut pairs = initial_pairs(&words, &*pool(num_threads)?)?;
+    let mut merger = Merger::new(words, limits)?;
     progress.check()?;
-    let fits = |pair: Pair, tokens: &[Vec<u8>]| {
-        max_token_length.map_or(true, |max| {
-            tokens[pair.0 as usize].len() + tokens[pair.1 as usize].len() <= max
+    progress.report(|| {
+        format!(
+            "merging: {} blocks, {} distinct pairs, {} merges to learn",
+            merger.words.num_blocks(),
+            merger.pairs.num_pairs(),
+            merger.num_merges
+        )
+    });
+    while merger.merges.len() < merger.num_merges {
+        progress.poll()?;
+        let Some(pair) = merger.next_pair(progress)? else {
+            break;
+        };
+        let new_id = merger.add_token(pair)?;
+        merger.merge_blocks(pair, new_id, progress)?;
+        merger.apply_deltas(pair)?;
+        if merger.merges.len() % 1000 == 0 {
+            progress.report(|| format!("merges: {}/{}", merger.merges.len(), merger.num_merges));
+        }
+    }
+    progress.report(|| {
+        format!(
+            "done: {} merges ({} distinct pairs left)",
+            merger.merges.len(),
+            merger.pairs.num_pairs()
+        )
+    });
+    Ok(Trained {
+        tokens: merger.tokens,
+        merges: merger.merges,
+    })
+}
+
+/// The state of a training run between merge steps.
+struct Merger<S: Symbol> {
+    words: Words<S>,
+    /// The bytes of every token so far: the 256 bytes, then one per merge.
+    tokens: Vec<Vec<u8>>,
+    merges: Vec<Pair>,
+    pairs: PairTable,
+    queue: Queue,
+    /// A pair that a merge forms fewer than `floor` times is not tracked (no entry, no
+    /// block list, not queued): in text with many distinct pretokens most new pairs occur
+    /// once. That is exact: a pair gains occurrences only in the step that makes its newer
+    /// token, so an untracked pair never reaches `floor`, and while the best queued pair
+    /// occurs at least `floor` times, it beats every untracked one. Should the queue fall
+    /// below `floor`, every pair is counted again and tracked from then on (`floor` 0).
+    floor: u64,
+    /// The changes of one merge step: per pair, the count change and the chain (in
+    /// `formed`) of the blocks where it formed, for the pair table.
+    deltas: FxHashMap<Pair, Delta>,
+    formed: Vec<(u32, u32)>,
+    num_merges: usize,
+    max_token_length: Option<usize>,
+}
+
+impl<S: Symbol> Merger<S> {
+    /// Count the pairs of `words` (on `limits.num_threads`) and queue them.
+    fn new(words: Words<S>, limits: &Limits) -> Result<Self> {
+        let pairs = initial_pairs(&words, &*pool(limits.num_threads)?)?;
+        // Ids are u32 (the corpus runs out of pairs long before this bound).
+        let num_merges = limits.num_merges.min(u32::MAX as usize - 256);
+        let mut merges = Vec::new();
+        try_reserve(&mut merges, num_merges.min(1 << 20))?;
+        let mut merger = Merger {
+            words,
+            tokens: (0..=255u8).map(|b| vec![b]).collect(),
+            merges,
+            pairs,
+            queue: Queue::default(),
+            floor: UNTRACKED_BELOW,
+            deltas: FxHashMap::default(),
+            formed: Vec::new(),
+            num_merges,
+            max_token_length: limits.max_token_length,
+        };
+        merger.queue = merger.queue_all()?;
+        Ok(merger)
+    }
+
+    /// Whether merging `pair` keeps within `max_token_length`.
+    fn fits(&self, pair: Pair) -> bool {
+        self.max_token_length.map_or(true, |max| {
+            self.tokens[pair.0 as usize].len() + self.tokens[pair.1 as usize].len() <= max
         })
-    };
-    let queue_of = |pairs: &PairTable, tokens: &[Vec<u8>]| -> Result<Queue> {
+    }
+
+    /// A queue of every pair in the table (that fits).
+    fn queue_all(&self) -> Result<Queue> {
         let mut queue = Queue::default();
-        queue.reserve(pairs.num_pairs())?;
-        for (pair, info) in pairs.iter() {
-            if fits(pair, tokens) {
-                queue.push(info.count as u64, pair, tokens)?;
+        queue.reserve(self.pairs.num_pairs())?;
+        for (pair, info) in self.pairs.iter() {
+            if self.fits(pair) {
+                queue.push(info.count as u64, pair, &self.tokens)?;
             }
         }
         Ok(queue)
-    };
-    let mut queue = queue_of(&pairs, &tokens)?;
-    // A pair that a merge forms fewer than `floor` times is not tracked (no entry, no
-    // block list, not queued): in text with many distinct pretokens most new pairs occur
-    // once. That is exact: a pair gains occurrences only in the step that makes its newer
-    // token, so an untracked pair never reaches `floor`, and while the best queued pair
-    // occurs at least `floor` times, it beats every untracked one. Should the queue fall
-    // below `floor`, every pair is counted again and tracked from then on.
-    let mut floor = UNTRACKED_BELOW;
-    progress.report(|| {
-        format!(
-            "merging: {} blocks, {} distinct pairs, {num_merges} merges to learn",
-            words.num_blocks(),
-            pairs.num_pairs()
-        )
-    });
+    }
 
-    let mut merges = Vec::new();
-    try_reserve(&mut merges, num_merges.min(1 << 20))?;
-    // The changes of one merge step: per pair, the count change and the chain (in
-    // `formed`) of the blocks where it formed, for the pair table.
-    let mut deltas: FxHashMap<Pair, Delta> = FxHashMap::default();
-    let mut formed: Vec<(u32, u32)> = Vec::new();
-    while merges.len() < num_merges {
-        progress.poll()?;
-        if floor > 0 && queue.peek().map_or(true, |(count, _)| count < floor) {
-            drop(std::mem::take(&mut queue));
-            drop(std::mem::take(&mut pairs));
-            pairs = all_pairs(&words, progress)?;
-            queue = queue_of(&pairs, &tokens)?;
-            floor = 0;
-            continue;
-        }
-        let Some((count, pair)) = queue.pop(&tokens) else {
-            break;
-        };
-        let current = pairs.get(&pair).map_or(0, |info| info.count);
-        if current <= 0 {
-            continue;
-        }
-        if current as u64 != count {
+    /// The pair to merge next (the most frequent, ties by bytes), or None when none is
+    /// left: stale queue entries are re-queued with their current count, and should the
+    /// best fall below `floor`, every pair is counted again.
+    fn next_pair(&mut self, progress: &Progress) -> Result<Option<Pair>> {
+        loop {
+            if self.floor > 0
+                && self
+                    .queue
+                    .peek()
+                    .map_or(true, |(count, _)| count < self.floor)
+            {
+                drop(std::mem::take(&mut self.queue));
+                drop(std::mem::take(&mut self.pairs));
+                self.pairs = all_pairs(&self.words, progress)?;
+                self.queue = self.queue_all()?;
+                self.floor = 0;
+                continue;
+            }
+            let Some((count, pair)) = self.queue.pop(&self.tokens) else {
+                return Ok(None);
+            };
+            let current = self.pairs.get(&pair).map_or(0, |info| info.count);
+            if current <= 0 {
+                continue;
+            }
+            if current as u64 == count {
+                return Ok(Some(pair));
+            }
             // Stale: counts only fall, so re-queue with the current count.
-            queue.push(current as u64, pair, &tokens)?;
-            continue;
+            self.queue.push(current as u64, pair, &self.tokens)?;
         }
+    }
 
-        let new_id = tokens.len() as u32;
-        let (left, right) = (&tokens[pair.0 as usize], &tokens[pair.1 as usize]);
+    /// Record `pair`'s merge and its token; the new token's id.
+    fn add_token(&mut self, pair: Pair) -> Result<u32> {
+        let new_id = self.tokens.len() as u32;
+        let (left, right) = (&self.tokens[pair.0 as usize], &self.tokens[pair.1 as usize]);
         let mut token = Vec::new();
         try_reserve(&mut token, left.len() + right.len())?;
         token.extend_from_slice(left);
         token.extend_from_slice(right);
-        try_reserve(&mut tokens, 1)?;
-        tokens.push(token);
-        try_reserve(&mut merges, 1)?;
-        merges.push(pair);
+        try_reserve(&mut self.tokens, 1)?;
+        self.tokens.push(token);
+        try_reserve(&mut self.merges, 1)?;
+        self.merges.push(pair);
+        Ok(new_id)
+    }
 
-        deltas.clear();
-        formed.clear();
-        let blocks = match pairs.remove(&pair)? {
+    /// Merge `pair` into `new_id` in every block its index lists, collecting how the
+    /// neighbouring pairs' counts change (in `deltas`, `formed`).
+    fn merge_blocks(&mut self, pair: Pair, new_id: u32, progress: &Progress) -> Result<()> {
+        self.deltas.clear();
+        self.formed.clear();
+        let blocks = match self.pairs.remove(&pair)? {
             Some(info) => info.blocks.into_sorted()?,
             None => Vec::new(),
         };
-        let mut failed = None;
+        let (deltas, formed) = (&mut self.deltas, &mut self.formed);
         for batch in blocks.chunks(BATCH) {
             progress.poll()?;
             // Read the counts of a batch of blocks first: independent loads, so their cache
             // misses overlap instead of stalling one merge after another.
             let mut counts = [0i64; BATCH];
             for (count, &w) in counts.iter_mut().zip(batch) {
-                *count = words.count(w) as i64;
+                *count = self.words.count(w) as i64;
             }
             for (&w, &count) in batch.iter().zip(&counts) {
-                words.merge_pair(w, pair, new_id, |block, p, d| {
-                    // The merged pair itself leaves the table below.
-                    if p != pair {
-                        if let Err(e) = record(&mut deltas, &mut formed, p, d * count, block) {
-                            failed = Some(e);
-                        }
+                self.words.merge_pair(w, pair, new_id, |block, p, d| {
+                    // The merged pair itself leaves the table (in apply_deltas).
+                    match p == pair {
+                        true => Ok(()),
+                        false => record(deltas, formed, p, d * count, block),
                     }
-                });
-            }
-            if let Some(e) = failed.take() {
-                return Err(e);
+                })?;
             }
         }
-        queue.reserve(deltas.len())?;
-        for (&p, delta) in &deltas {
+        Ok(())
+    }
+
+    /// Apply the step's deltas to the pair table, queue the pairs that gained (all new:
+    /// they hold the new token) and drop `pair`.
+    fn apply_deltas(&mut self, pair: Pair) -> Result<()> {
+        self.queue.reserve(self.deltas.len())?;
+        for (&p, delta) in &self.deltas {
             if delta.change == 0 && delta.head == NO_BLOCK {
                 continue;
             }
-            let info = match pairs.get_mut(&p) {
+            let info = match self.pairs.get_mut(&p) {
                 Some(info) => info,
-                None if delta.change >= floor as i64 => pairs.get_or_add(p)?,
+                None if delta.change >= self.floor as i64 => self.pairs.get_or_add(p)?,
                 // Formed fewer than `floor` times, or untracked and losing occurrences.
                 None => continue,
             };
             info.count += delta.change;
             if info.count <= 0 {
                 // Gone from every word: drop its stale block list too.
-                pairs.remove(&p)?;
+                self.pairs.remove(&p)?;
                 continue;
             }
             let mut link = delta.head;
             while link != NO_BLOCK {
-                let (block, next) = formed[link as usize];
+                let (block, next) = self.formed[link as usize];
                 info.blocks.push(block)?;
                 link = next;
             }
-            // Only pairs with the new token can gain: they are new, so queue them.
-            if delta.change > 0 && fits(p, &tokens) {
-                queue.push(info.count as u64, p, &tokens)?;
+            let count = info.count as u64;
+            if delta.change > 0 && self.fits(p) {
+                self.queue.push(count, p, &self.tokens)?;
             }
         }
-        pairs.remove(&pair)?;
+        self.pairs.remove(&pair)?;
         // The first steps of a large corpus form pairs in millions of blocks; give that
         // memory back once the steps are smaller.
-        if formed.capacity() > 4 * formed.len().max(1 << 14) {
-            formed.shrink_to(2 * formed.len());
+        if self.formed.capacity() > 4 * self.formed.len().max(1 << 14) {
+            self.formed.shrink_to(2 * self.formed.len());
         }
-        if merges.len() % 1000 == 0 {
-            progress.report(|| format!("merges: {}/{num_merges}", merges.len()));
-        }
+        Ok(())
     }
-    progress.report(|| {
-        format!(
-            "done: {} merges ({} distinct pairs left)",
-            merges.len(),
-            pairs.num_pairs()
-        )
-    });
-    Ok(Trained { tokens, merges })
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! number from the one before, zigzag varint-coded (one byte per block in the dense lists
 //! of frequent pairs, where four bytes were spent before), short lists inline.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
@@ -252,67 +254,96 @@ struct RunPart {
     last: u32,
 }
 
+/// Pairs of single bytes, `(a, b)` as key `a << 8 | b`: the initial pairs of every word.
+const KEYS: usize = 1 << 16;
+
+/// A further occurrence of a pair in a block already reported (see [`byte_pairs_in`]).
+const REPEAT: u32 = u32::MAX;
+
 /// The pair table of `words` (all of single bytes), built in two parallel passes over
 /// contiguous runs of blocks on `pool`: the first sizes each pair's list per run, the
 /// second writes each run's blocks into its own slice of the pair's list, allocated once
 /// at its exact size. So the lists come out in increasing order, with no copy and no slack.
 pub fn initial_pairs<S: Symbol>(words: &Words<S>, pool: &rayon::ThreadPool) -> Result<PairTable> {
-    const KEYS: usize = 1 << 16;
     let num_blocks = words.num_blocks() as u32;
     let per_part = num_blocks
         .div_ceil(pool.current_num_threads().max(1) as u32)
         .max(1);
-    let parts: Vec<std::ops::Range<u32>> = (0..num_blocks)
+    let parts: Vec<Range<u32>> = (0..num_blocks)
         .step_by(per_part as usize)
         .map(|start| start..(start + per_part).min(num_blocks))
         .collect();
-    // Initial ids are bytes: pair `(a, b)` is key `a << 8 | b`. Calls `f(key, block)` once
-    // per pair and block that holds it, blocks in order, and `f(key, NONE)` for each
-    // further occurrence in the block.
-    const NONE: u32 = u32::MAX;
-    let for_each_pair = |part: std::ops::Range<u32>, f: &mut dyn FnMut(usize, u32, i64)| {
-        let mut last = vec![NONE; KEYS];
-        for block in part {
-            let count = words.count(block) as i64;
-            let ids = words.ids(block);
-            let cross = ids.last().map(|s| s.get()).zip(words.first_after(block));
-            let inner = ids.windows(2).map(|w| (w[0].get(), w[1].get()));
-            for (a, b) in inner.chain(cross) {
-                let key = (a as usize) << 8 | b as usize;
-                let first = last[key] != block;
-                last[key] = block;
-                f(key, if first { block } else { NONE }, count);
-            }
-        }
-    };
-    // Pass 1: per run, each pair's count, blocks and encoded size.
     let sizes: Vec<Vec<RunPart>> = pool.install(|| {
         parts
             .par_iter()
-            .map(|part| {
-                let mut sizes = vec![RunPart::default(); KEYS];
-                for_each_pair(part.clone(), &mut |key, block, count| {
-                    let s = &mut sizes[key];
-                    s.count += count;
-                    if block != NONE {
-                        if s.blocks == 0 {
-                            s.first = block;
-                        } else {
-                            s.bytes += encoded_len(i64::from(block) - i64::from(s.last));
-                        }
-                        s.last = block;
-                        s.blocks += 1;
-                    }
-                });
-                sizes
-            })
+            .map(|part| run_sizes(words, part.clone()))
             .collect()
     });
-    // Each list's size, and where each run's slice of it starts (`starts[run][key]`: the
-    // block before the run's first, the base of its first difference).
+    let (mut lists, mut starts) = allocate_lists(&sizes)?;
+    fill_lists(words, &parts, &sizes, &mut starts, &mut lists, pool);
+    let mut table = PairTable::default();
+    for (key, (last, list)) in lists.into_iter().enumerate() {
+        let count: i64 = sizes.iter().map(|part| part[key].count).sum();
+        if count > 0 {
+            let pair = ((key >> 8) as u32, (key & 0xff) as u32);
+            *table.get_or_add(pair)? = PairInfo {
+                count,
+                blocks: BlockList::from_encoded(last, list),
+            };
+        }
+    }
+    Ok(table)
+}
+
+/// Call `f(key, block, count)` for each byte pair in the blocks of `part`, in order:
+/// with the block at its first occurrence in a block, with [`REPEAT`] for the others.
+fn byte_pairs_in<S: Symbol>(
+    words: &Words<S>,
+    part: Range<u32>,
+    mut f: impl FnMut(usize, u32, i64),
+) {
+    let mut last = vec![REPEAT; KEYS];
+    for block in part {
+        let count = words.count(block) as i64;
+        let ids = words.ids(block);
+        let cross = ids.last().map(|s| s.get()).zip(words.first_after(block));
+        let inner = ids.windows(2).map(|w| (w[0].get(), w[1].get()));
+        for (a, b) in inner.chain(cross) {
+            let key = (a as usize) << 8 | b as usize;
+            let first = last[key] != block;
+            last[key] = block;
+            f(key, if first { block } else { REPEAT }, count);
+        }
+    }
+}
+
+/// Pass 1, for one run of blocks: each pair's count, blocks and encoded size.
+fn run_sizes<S: Symbol>(words: &Words<S>, part: Range<u32>) -> Vec<RunPart> {
+    let mut sizes = vec![RunPart::default(); KEYS];
+    byte_pairs_in(words, part, |key, block, count| {
+        let s = &mut sizes[key];
+        s.count += count;
+        if block != REPEAT {
+            if s.blocks == 0 {
+                s.first = block;
+            } else {
+                s.bytes += encoded_len(i64::from(block) - i64::from(s.last));
+            }
+            s.last = block;
+            s.blocks += 1;
+        }
+    });
+    sizes
+}
+
+/// Each pair's list, zeroed at its exact size, with its last block; and where each run's
+/// slice of it starts (`starts[run][key]`: the block before the run's first, the base of
+/// its first difference).
+#[allow(clippy::type_complexity)]
+fn allocate_lists(sizes: &[Vec<RunPart>]) -> Result<(Vec<(u32, Vec<u8>)>, Vec<Vec<u32>>)> {
     let mut lists: Vec<(u32, Vec<u8>)> = Vec::new();
     try_reserve(&mut lists, KEYS)?;
-    let mut starts = vec![vec![0u32; KEYS]; parts.len()];
+    let mut starts = vec![vec![0u32; KEYS]; sizes.len()];
     for key in 0..KEYS {
         let (mut len, mut last) = (0, 0u32);
         for (run, part) in sizes.iter().enumerate() {
@@ -329,7 +360,18 @@ pub fn initial_pairs<S: Symbol>(words: &Words<S>, pool: &rayon::ThreadPool) -> R
         list.resize(len, 0);
         lists.push((last, list));
     }
-    // Pass 2: each run fills its slice of every list.
+    Ok((lists, starts))
+}
+
+/// Pass 2: each run writes its blocks into its own slice of every pair's list.
+fn fill_lists<S: Symbol>(
+    words: &Words<S>,
+    parts: &[Range<u32>],
+    sizes: &[Vec<RunPart>],
+    starts: &mut [Vec<u32>],
+    lists: &mut [(u32, Vec<u8>)],
+    pool: &rayon::ThreadPool,
+) {
     let mut slices: Vec<Vec<&mut [u8]>> = parts.iter().map(|_| Vec::with_capacity(KEYS)).collect();
     for (key, (_, list)) in lists.iter_mut().enumerate() {
         let mut rest = &mut list[..];
@@ -353,8 +395,8 @@ pub fn initial_pairs<S: Symbol>(words: &Words<S>, pool: &rayon::ThreadPool) -> R
             .for_each(|((part, slices), last)| {
                 let mut filled = vec![0usize; KEYS];
                 let mut code = [0u8; 10];
-                for_each_pair(part.clone(), &mut |key, block, _| {
-                    if block != NONE {
+                byte_pairs_in(words, part.clone(), |key, block, _| {
+                    if block != REPEAT {
                         let n = encode(i64::from(block) - i64::from(last[key]), &mut code);
                         slices[key][filled[key]..filled[key] + n].copy_from_slice(&code[..n]);
                         filled[key] += n;
@@ -363,19 +405,6 @@ pub fn initial_pairs<S: Symbol>(words: &Words<S>, pool: &rayon::ThreadPool) -> R
                 });
             })
     });
-    drop(slices);
-    let mut table = PairTable::default();
-    for (key, (last, list)) in lists.into_iter().enumerate() {
-        let count: i64 = sizes.iter().map(|part| part[key].count).sum();
-        if count > 0 {
-            let pair = ((key >> 8) as u32, (key & 0xff) as u32);
-            *table.get_or_add(pair)? = PairInfo {
-                count,
-                blocks: BlockList::from_encoded(last, list),
-            };
-        }
-    }
-    Ok(table)
 }
 
 #[cfg(test)]

@@ -241,14 +241,16 @@ impl<S: Symbol> Words<S> {
     /// pair's left symbol. A change may be reported more than once (the caller sums them).
     ///
     /// `[a, b, a, b]` merging `(a, b)` into `N` gives `[N, N]` and the changes
-    /// `(a,b) -1, (b,a) -1, (N,a) +1, (N,a) -1, (N,N) +1, (a,b) -1`.
+    /// `(a,b) -1, (b,a) -1, (N,a) +1, (N,a) -1, (N,N) +1, (a,b) -1`. An error of `delta`
+    /// (its memory) stops the merge and is returned: the words are then half merged, and
+    /// training ends with that error.
     pub fn merge_pair(
         &mut self,
         block: u32,
         pair: Pair,
         new_id: u32,
-        mut delta: impl FnMut(u32, Pair, i64),
-    ) {
+        mut delta: impl FnMut(u32, Pair, i64) -> Result<()>,
+    ) -> Result<()> {
         let (a, b) = pair;
         let (sa, sb, new) = (
             S::truncate(u64::from(a)),
@@ -268,7 +270,7 @@ impl<S: Symbol> Words<S> {
                     self.first_after(block) == Some(b)
                 }
         }) else {
-            return;
+            return Ok(());
         };
         let (mut read, mut write) = (first, first);
         while read < n {
@@ -293,10 +295,10 @@ impl<S: Symbol> Words<S> {
                 self.last_before(o)
             };
             if let Some((left_block, left)) = left {
-                delta(left_block, (left, a), -1);
-                delta(left_block, (left, new_id), 1);
+                delta(left_block, (left, a), -1)?;
+                delta(left_block, (left, new_id), 1)?;
             }
-            delta(block, pair, -1);
+            delta(block, pair, -1)?;
             let right = if read + 2 < n {
                 Some(self.data[start + read + 2].get())
             } else if read + 1 < n {
@@ -307,8 +309,8 @@ impl<S: Symbol> Words<S> {
                 self.first_after(block)
             };
             if let Some(right) = right {
-                delta(block, (b, right), -1);
-                delta(block, (new_id, right), 1);
+                delta(block, (b, right), -1)?;
+                delta(block, (new_id, right), 1)?;
             }
             self.data[start + write] = new;
             read += 2;
@@ -316,6 +318,7 @@ impl<S: Symbol> Words<S> {
         }
         let flag = self.data[o].get() & Self::LINKED;
         self.data[o] = S::truncate(u64::from(flag | write as u32));
+        Ok(())
     }
 
     /// The ids of the word whose first block is `block` (for tests).
@@ -342,9 +345,12 @@ mod tests {
         words.push(ids, 1).unwrap();
         let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
         for block in 0..words.num_blocks() as u32 {
-            words.merge_pair(block, pair, new_id, |_, p, d| {
-                *deltas.entry(p).or_default() += d
-            });
+            words
+                .merge_pair(block, pair, new_id, |_, p, d| {
+                    *deltas.entry(p).or_default() += d;
+                    Ok(())
+                })
+                .unwrap();
         }
         let mut deltas: Vec<_> = deltas.into_iter().filter(|&(_, d)| d != 0).collect();
         deltas.sort();
@@ -419,9 +425,12 @@ mod tests {
                 let mut deltas: FxHashMap<Pair, i64> = FxHashMap::default();
                 for block in 0..words.num_blocks() as u32 {
                     assert_eq!(words.count(block), count);
-                    words.merge_pair(block, pair, new_id, |_, p, d| {
-                        *deltas.entry(p).or_default() += d;
-                    });
+                    words
+                        .merge_pair(block, pair, new_id, |_, p, d| {
+                            *deltas.entry(p).or_default() += d;
+                            Ok(())
+                        })
+                        .unwrap();
                 }
                 let after = naive_merge(&expected, pair, new_id);
                 assert_eq!(words.word(0), after, "{expected:?} merging {pair:?}");

@@ -131,6 +131,19 @@ class BPETrainer:
         self.show_progress = show_progress
         self.max_token_length = max_token_length
 
+    def _options(self, chunk_size: int, block_size: int = 8 << 20) -> _core._TrainOptions:
+        """This trainer's options as the extension takes them."""
+        return {
+            "vocab_size": self.vocab_size,
+            "special_tokens": self.special_tokens,
+            "pattern": self.pattern,
+            "num_threads": self.num_threads,
+            "show_progress": self.show_progress,
+            "chunk_size": chunk_size,
+            "block_size": block_size,
+            "max_token_length": self.max_token_length,
+        }
+
     def train_raw(
         self,
         paths: StrPath | Sequence[StrPath],
@@ -142,15 +155,7 @@ class BPETrainer:
         ``(vocab, merges)``. The ``_chunk_size`` / ``_block_size`` knobs (bytes per
         parallel task / per read) are for tests; results never depend on them."""
         merges = _core.train_bpe_files(
-            [str(p) for p in _check_paths(paths)],
-            self.vocab_size,
-            self.special_tokens,
-            self.pattern,
-            self.num_threads,
-            self.show_progress,
-            _chunk_size,
-            _block_size,
-            self.max_token_length,
+            [str(p) for p in _check_paths(paths)], self._options(_chunk_size, _block_size)
         )
         return _vocab(merges, self.special_tokens), merges
 
@@ -164,16 +169,7 @@ class BPETrainer:
         >>> BPETrainer(257).train_raw_from_iterator(["ab ab", "ab"])[1]
         [(b'a', b'b')]
         """
-        merges = _core.train_bpe_iter(
-            texts,
-            self.vocab_size,
-            self.special_tokens,
-            self.pattern,
-            self.num_threads,
-            self.show_progress,
-            _chunk_size,
-            self.max_token_length,
-        )
+        merges = _core.train_bpe_iter(texts, self._options(_chunk_size))
         return _vocab(merges, self.special_tokens), merges
 
     def train(self, paths: StrPath | Sequence[StrPath]) -> Tokenizer:
