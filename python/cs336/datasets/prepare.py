@@ -11,9 +11,7 @@ renamed into place, the token files are written to temporary files and renamed.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +97,7 @@ def prepare(
 
     Raises ValueError when an existing tokenizer folder is not the handout's tokenizer.
     """
+    from cs336._files import atomic_dir
     from cs336.tokenizer import BPETrainer, Tokenizer
     from cs336.tokenizer.gpt2_format import write_dir
 
@@ -119,14 +118,8 @@ def prepare(
             dataset.vocab_size, [EOT], num_threads=num_threads, show_progress=show_progress
         )
         vocab, merges = trainer.train_raw(texts["train"])
-        out.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=out, prefix=".tokenizer."))
-        try:
+        with atomic_dir(tokenizer_dir) as building:  # whole, or not there at all
             write_dir(building, vocab, merges, [EOT])
-            os.replace(building, tokenizer_dir)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
         tokenizer = Tokenizer(vocab, merges, [EOT])
         log(f"wrote {tokenizer_dir}")
     paths = {}
