@@ -10,9 +10,8 @@ if TYPE_CHECKING:
     from cs336.tokenizer import Tokenizer
 
 
-def add_checkpoint_and_tokenizer(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoint`` (a checkpoint, a weights file or a run folder) and ``--tokenizer``
-    (a folder)."""
+def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint``: a checkpoint, a weights file or a run folder."""
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -20,6 +19,11 @@ def add_checkpoint_and_tokenizer(parser: argparse.ArgumentParser) -> None:
         help="checkpoint.pt written by cs336 train or import-hf, a model.safetensors weights "
         "file, or a run folder (its checkpoint.pt)",
     )
+
+
+def add_checkpoint_and_tokenizer(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (:func:`add_checkpoint`) and ``--tokenizer`` (a folder)."""
+    add_checkpoint(parser)
     parser.add_argument(
         "--tokenizer",
         required=True,

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from cs336.cli._common import add_device
+from cs336.cli._common import add_checkpoint, add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="checkpoint.pt written by cs336 train or import-hf, a model.safetensors weights "
-        "file, or a run folder (its checkpoint.pt)",
-    )
+    add_checkpoint(parser)
     parser.add_argument(
         "--data",
         required=True,

@@ -19,7 +19,7 @@ from torch import Tensor
 from cs336._checks import nonnegative
 from cs336.optim.flat import FlatBuffer
 
-__all__ = ["AdamW", "Params"]
+__all__ = ["AdamW", "Params", "run_closure"]
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -27,6 +27,14 @@ Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 #: step (the 2024 and 2025 handouts) or before the moment updates (the 2026 handout and
 #: the paper's Algorithm 2).
 DECAY_ORDERS = ("after", "before")
+
+
+def run_closure(closure: Callable[[], float] | None) -> float | None:
+    """The loss of an optimizer's ``closure`` (recomputed with gradients on), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 class AdamW(torch.optim.Optimizer):
@@ -136,10 +144,7 @@ class AdamW(torch.optim.Optimizer):
     def step(  # type: ignore[override]
         self, closure: Callable[[], float] | None = None, *, skip: Tensor | None = None
     ) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         # On the CPU the flag costs nothing to read; elsewhere (and in the compiled
         # update, which wants the same graph every step) it gates the update on the device.
         gated = skip is not None and (self._compiled or skip.device.type != "cpu")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from cs336._checks import nonnegative
-from cs336.optim.adamw import Params
+from cs336.optim.adamw import Params, run_closure
 
 __all__ = ["SGD"]
 
@@ -29,10 +29,7 @@ class SGD(torch.optim.Optimizer):
     def step(  # type: ignore[override]
         self, closure: Callable[[], float] | None = None, *, skip: Tensor | None = None
     ) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
