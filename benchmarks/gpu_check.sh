@@ -11,8 +11,9 @@
 #   4. GPT-2 small's shape (configs/2024/gpt2_small.toml) for GPT2_STEPS steps, also from an
 #      empty compile cache: seconds to the first step, tokens/s, MFU.
 # With --explore instead: the GPU tests, bench_gpu_parts.py (ceilings, attention backends,
-# loss, AdamW, FP8) and the step benchmark with the experiments and a profile: the
-# measurements that choose the defaults.
+# loss, AdamW, FP8), the step benchmark with the experiments and a profile, and `cs336 train`
+# end to end against the baselines' own loops (the loop ran 20% below its step on
+# 2026-12-04): the measurements that choose the defaults.
 # It builds nothing there: run benchmarks/gpu_prepare.sh here first, then call the device
 # with carry = ["python/cs336/_core.abi3.so", ".carry/gpu"].
 #
@@ -84,6 +85,11 @@ if [ $MODE = explore ]; then
         "exp: block-by-block compile" "exp: AdamW per tensor (not flat)" \
         "exp: loss F.cross_entropy in graph" "exp: CUDA graphs (reduce-overhead)"
     grep -A 32 "^### profile" "$OUT/bench_2024.md" >> "$OUT/summary.md"
+    note "2. cs336 train against its own step: end to end, each run in its own process"
+    timeout 240 $PY benchmarks/bench_train_step.py --mode e2e --device $DEVICE \
+        --shape "${SHAPES[0]}" --train-steps 200 > "$OUT/e2e.md" 2> "$WORK/e2e.err" \
+        || { failed+=("e2e"); tail -5 "$WORK/e2e.err"; }
+    grep "^|" "$OUT/e2e.md" | tee -a "$OUT/summary.md"
 else
     note "2. training step, ${SHAPES[0]} (2024) and ${SHAPES[1]} (2025)"
     bench bench_2024 200 "${SHAPES[0]}" --profile 5 --variants default \
