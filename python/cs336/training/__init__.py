@@ -6,7 +6,7 @@ token files and batches (:mod:`~cs336.training.data`), checkpoints
 ``train(config)`` is what ``cs336 train`` runs. The library never imports the CLI.
 """
 
-from cs336.training.checkpoint import load_checkpoint, save_checkpoint
+from cs336.training.checkpoint import find_resume_path, load_checkpoint, save_checkpoint
 from cs336.training.config import (
     DataConfig,
     OptimConfig,
@@ -15,7 +15,7 @@ from cs336.training.config import (
     load_sweep,
 )
 from cs336.training.data import get_batch, open_tokens
-from cs336.training.loop import TrainResult, find_resume_path, train
+from cs336.training.loop import TrainResult, train
 from cs336.training.session import NonFiniteLossError
 
 __all__ = [

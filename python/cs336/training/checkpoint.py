@@ -151,6 +151,23 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> str:
     )
 
 
+def find_resume_path(resume: str | None, out_dir: str) -> str | None:
+    """The checkpoint to resume from: None for a fresh run, ``"auto"`` for
+    ``out_dir/checkpoint.pt`` if it exists (else a fresh run), otherwise the given path.
+
+    Raises:
+        FileNotFoundError: an explicit path does not exist.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        path = os.path.join(out_dir, CHECKPOINT_FILE)
+        return path if os.path.isfile(path) else None
+    if not os.path.isfile(resume):
+        raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
+    return resume
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save(obj, path)`` through a temporary file and ``os.replace``: readers see
     the old file or the complete new one, never a partial write."""

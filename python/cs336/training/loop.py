@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from cs336.accounting import mfu
 from cs336.optim.schedule import lr_schedule
 from cs336.training.budget import TimeBudget
+from cs336.training.checkpoint import find_resume_path
 from cs336.training.config import TrainConfig
 from cs336.training.distributed import SignalStop, agree_on_signal, processes
 from cs336.training.metrics import (
@@ -58,7 +59,7 @@ from cs336.training.metrics import (
     truncate_metrics,
 )
 from cs336.training.samples import TEMPERATURE, TOP_P, draw_sample
-from cs336.training.session import BEST, CHECKPOINT, Pending, Session, write_json
+from cs336.training.session import BEST, Pending, Session, write_json
 from cs336.training.state import TrainState, step_seed
 
 
@@ -77,23 +78,6 @@ class TrainResult:
     val_losses: dict[int, float] = field(default_factory=dict)
     checkpoint: str = ""
     metrics: str = ""
-
-
-def find_resume_path(resume: str | None, out_dir: str) -> str | None:
-    """The checkpoint to resume from: None for a fresh run, ``"auto"`` for
-    ``out_dir/checkpoint.pt`` if it exists (else a fresh run), otherwise the given path.
-
-    Raises:
-        FileNotFoundError: an explicit path does not exist.
-    """
-    if resume is None:
-        return None
-    if resume == "auto":
-        path = os.path.join(out_dir, CHECKPOINT)
-        return path if os.path.isfile(path) else None
-    if not os.path.isfile(resume):
-        raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
-    return resume
 
 
 def train(
