@@ -208,9 +208,10 @@ class _Run(Session):
         if budget is not None:
             # before the first checkpoint: weights and moments (12 bytes a parameter) at 100 MB/s
             checkpoint_guess = 0.2 + 12 * self.model.num_parameters() / 100e6
-            # a validation batch is a forward pass (a third of a step) of a micro-batch
+            # a validation batch is a forward pass of a micro-batch: a third of its step's
+            # arithmetic, but its own host overhead; count it as a whole step until measured
             batches = cfg.eval_batches or len(self.val_tokens) // (self.micro * self.ctx) + 1
-            steps = batches / (3 * cfg.data.grad_accum_steps)
+            steps = batches / cfg.data.grad_accum_steps
             self.budget = TimeBudget(budget, checkpoint_guess=checkpoint_guess,
                                      validation_steps=steps)  # fmt: skip
             if (state.out_of_time or 0.0) >= budget or state.elapsed >= budget:
