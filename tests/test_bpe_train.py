@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cs336 import BPETrainer, train_bpe
+from cs336 import BPETrainer, Tokenizer, train_bpe
 from cs336.tokenizer import reference as ref
 
 EOT = "<|endoftext|>"
@@ -175,6 +175,15 @@ def test_bad_num_threads(threads):
 def test_bad_pattern(tmp_path):
     with pytest.raises(ValueError, match=r'bad pretokenization pattern "\(unclosed"'):
         train_bpe(write(tmp_path, "abc"), 300, pattern="(unclosed")
+
+
+def test_an_empty_pattern_is_refused_not_trained_to_nothing():
+    """An empty regex matches no text: training would learn no merge, encoding would
+    return no token, and neither would say why."""
+    with pytest.raises(ValueError, match="pattern is empty"):
+        BPETrainer(300, pattern="")
+    with pytest.raises(ValueError, match="pattern is empty"):
+        Tokenizer({i: bytes([i]) for i in range(256)}, [], pattern="")
 
 
 @pytest.mark.parametrize("prefix_len", [0, 3, 100, 5000])

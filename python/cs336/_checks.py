@@ -34,6 +34,16 @@ def num_threads(value: int | None) -> int | None:
     return value
 
 
+def pattern(value: object) -> str:
+    """A pretokenization regex: a non-empty str (an empty one matches no text, so every
+    text would encode to nothing and training would learn no merge)."""
+    if not isinstance(value, str):
+        raise TypeError(f"pattern must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError("pattern is empty: it matches no text; give a pretokenization regex")
+    return value
+
+
 def nonnegative(**values: float) -> None:
     """Raise ``ValueError`` naming the first of ``values`` that is negative or NaN.
 

@@ -101,8 +101,7 @@ class Tokenizer:
         *,
         pattern: str = GPT2_PATTERN,
     ) -> None:
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        _checks.pattern(pattern)
         if not isinstance(vocab, dict):
             raise TypeError(f"vocab must be a dict[int, bytes], got {type(vocab).__name__}")
         for token_id, token in vocab.items():

@@ -49,8 +49,7 @@ def _check_options(
             "(256 byte tokens + the special tokens)"
         )
     _checks.num_threads(num_threads)  # type: ignore[arg-type]
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    _checks.pattern(pattern)
     return specials
 
 
