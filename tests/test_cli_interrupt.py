@@ -39,10 +39,13 @@ def handler_installed(pid: int) -> bool:
     return bool(caught >> (signal.SIGTERM - 1) & 1)
 
 
-def interrupt(args: list, delay: float, cwd: Path, until: str | None = None) -> tuple:
-    """Start ``cs336 ARGS`` in ``cwd``, send SIGINT ``delay`` s after its handler is in (or
-    after stdout shows ``until``); (exit status, stdout, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python"), "PYTHONUNBUFFERED": "1"}
+def interrupt(
+    args: list, delay: float, cwd: Path, until: str | None = None, env: dict | None = None
+) -> tuple:
+    """Start ``cs336 ARGS`` in ``cwd`` (with ``env`` added to the environment), send SIGINT
+    ``delay`` s after its handler is in (or after stdout shows ``until``); (exit status,
+    stdout, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python"), "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cs336", *map(str, args)],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -160,6 +163,19 @@ def test_train_bpe_leaves_no_folder(files, tmp_path, delay):
     code, _, err = interrupt(args, delay, tmp_path)
     assert_one_line_stop(code, err, "train-bpe")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("delay", [1.5, 3.0])
+def test_eval_of_text_leaves_no_temporary_token_file(files, tmp_path, delay):
+    """Text is encoded to a temporary .npy before it is evaluated: a stop while it is
+    encoded or evaluated removes it."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    args = ["eval", "--checkpoint", files / "run", "--data", files / "big.txt",
+            "--tokenizer", files / "tok", "--context-length", "64", "--device", "cpu"]  # fmt: skip
+    code, _, err = interrupt(args, delay, tmp_path, env={"TMPDIR": str(temp)})
+    assert_one_line_stop(code, err, "eval")
+    assert list(temp.iterdir()) == []
 
 
 @pytest.mark.parametrize("step", ["[2/5]", "[4/5]"])

@@ -111,13 +111,17 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def scratch_dir(near: PathLike) -> Iterator[Path]:
-    """Yield a new temporary folder in the folder of ``near`` (created when missing), removed
-    when the block ends, however it ends (also by Ctrl-C in the ``cs336`` command): for
-    outputs that other code writes and that are moved into place from it."""
-    parent = Path(os.path.abspath(near)).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{Path(near).name}.", suffix=".tmp"))
+def scratch_dir(near: PathLike | None = None) -> Iterator[Path]:
+    """Yield a new temporary folder in the folder of ``near`` (created when missing; the
+    system's temporary folder without it), removed when the block ends, however it ends
+    (also by Ctrl-C in the ``cs336`` command): for outputs that other code writes and that
+    are moved into place from it, and for intermediate files."""
+    if near is None:
+        tmp = Path(tempfile.mkdtemp(prefix="cs336-"))
+    else:
+        parent = Path(os.path.abspath(near)).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{Path(near).name}.", suffix=".tmp"))
     _partial[str(tmp)] = True
     try:
         yield tmp

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from cs336._files import scratch_dir
 from cs336.nn.model import TransformerLM
 from cs336.training.data import batch_at, eval_batches, open_tokens, token_id_range
 from cs336.training.step import autocast_for, evaluate
@@ -201,8 +201,8 @@ def evaluate_file(
             f"the tokenizer {tokenizer} does not belong to the model {checkpoint}: it has "
             f"{tok.vocab_size:,} tokens, the model a vocabulary of {model.config.vocab_size:,}"
         )
-    with tempfile.TemporaryDirectory(prefix="cs336-eval-") as tmp:
-        path = Path(tmp) / "tokens.npy"
+    with scratch_dir() as tmp:  # removed also when Ctrl-C ends the cs336 command at once
+        path = tmp / "tokens.npy"
         tok.encode_file(data, path, show_progress=progress)
         tokens = open_tokens(path)
         try:

@@ -218,6 +218,7 @@ def _main(argv: list[str]) -> int:
     named = next((a for a in argv if not a.startswith("-")), None)
     if named in COMMANDS:
         _signals.set_message(f"cs336 {named}: interrupted; nothing was written")
+    _signals.progress_on_stderr(False)
     parser, chosen = build_parser(argv)
     _check_command(parser, argv)
     if chosen is not None:

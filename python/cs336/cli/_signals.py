@@ -29,13 +29,17 @@ _message: Callable[[], str] = lambda: "cs336: interrupted"  # noqa: E731
 _after_progress = False
 
 
-def set_message(message: str | Callable[[], str], *, after_progress: bool = False) -> None:
-    """What the one line says when a signal stops the command (a callable is asked then);
-    ``after_progress``: a progress line may be unfinished on stderr, so the line starts on
-    a line of its own."""
-    global _message, _after_progress
+def set_message(message: str | Callable[[], str]) -> None:
+    """What the one line says when a signal stops the command (a callable is asked then)."""
+    global _message
     _message = message if callable(message) else (lambda: message)
-    _after_progress = after_progress
+
+
+def progress_on_stderr(shown: bool = True) -> None:
+    """A progress bar may leave an unfinished line on stderr from now on: the stop's line
+    then starts on a line of its own."""
+    global _after_progress
+    _after_progress = shown
 
 
 def message() -> str:

@@ -38,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336.cli import _signals
     from cs336.cli._common import check_device
     from cs336.evaluation import evaluate_file
 
     check_device(args.device)
+    _signals.progress_on_stderr(not args.quiet)
     result = evaluate_file(
         args.checkpoint,
         args.data,

@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [args.input, args.tokenizer]
     check_output(args.out, overwrite=args.overwrite, inputs=inputs)
     tokenizer = Tokenizer.from_dir(args.tokenizer)
-    _signals.set_message(
-        "cs336 tokenize: interrupted; nothing was written", after_progress=not args.quiet
-    )
+    _signals.progress_on_stderr(not args.quiet)
     # Encoded in a folder of its own beside --out, then moved into place: Ctrl-C, which
     # ends the process at once, leaves nothing (the folder is removed).
     with scratch_dir(args.out) as tmp:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from cs336.cli import _signals
 from cs336.cli._common import add_overwrite
 
 
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         folder=True,
         replaceable=TOKENIZER_FILES,
     )
+    _signals.progress_on_stderr(not args.quiet)
     start = time.perf_counter()
     trainer = BPETrainer(
         args.vocab_size,
