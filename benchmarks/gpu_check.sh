@@ -131,12 +131,18 @@ val = [x for x in r if "val_loss" in x]
 tps = statistics.median(x["tokens_per_s"] for x in train[1:] or train)
 mfu = [x["mfu"] for x in train[1:] if x.get("mfu") is not None]
 mfu_s = f"{100 * statistics.median(mfu):.1f}%" if mfu else "n/a"
-first = timing["first_step_s"]
-print("| run | steps | tokens | wall s | first step s | tokens/s | MFU | train loss | val loss |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-print(f"| {name} | {train[-1]['step']:,} | {train[-1]['tokens']:,} | {timing['wall_s']:.1f} | "
-      f"{first if first is None else round(first, 1)} | {tps:,.0f} | {mfu_s} | "
-      f"{train[-1]['train_loss']:.3f} | {val[-1]['val_loss']:.3f} |")
+first, exit_s = timing["first_step_s"], timing.get("after_last_line_s")
+# the loop's own pace: from the first logged step to the last (validations and checkpoints
+# in between included), against the step benchmark's ms/step
+a, b = train[0], train[-1]
+loop_ms = 1e3 * (b["time"] - a["time"]) / max(1, b["step"] - a["step"])
+r1 = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
+print("| run | steps | tokens | wall s | first step s | exit s | loop ms/step | tokens/s | MFU "
+      "| train loss | val loss |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {name} | {b['step']:,} | {b['tokens']:,} | {timing['wall_s']:.1f} | {r1(first)} | "
+      f"{r1(exit_s)} | {loop_ms:.2f} | {tps:,.0f} | {mfu_s} | {b['train_loss']:.3f} | "
+      f"{val[-1]['val_loss']:.3f} |")
 print("\nval loss by step: " + ", ".join(f"{x['step']}: {x['val_loss']:.3f}" for x in val) + "\n")
 PY
     head -3 "$dir/samples.txt"

@@ -1,7 +1,9 @@
 """Run a command as a user would and time it from launch: the seconds until it prints
 ``first step done`` (``cs336 train`` prints it once its first training step has finished:
-imports, data checks, building and compiling included) and until it exits. Its output
-goes to a log file; a JSON line with both times and the exit status is printed last.
+imports, data checks, building and compiling included), until its last line of output
+(``done: ...`` for a run that completed) and until it exits (what follows the last line is
+the interpreter's exit: atexit handlers, compile workers, CUDA teardown). Its output goes
+to a log file; a JSON line with the times and the exit status is printed last.
 
     python benchmarks/timed_run.py --log run.log -- cs336 train configs/2024/tinystories.toml
 """
@@ -24,7 +26,7 @@ def main() -> int:
     if not command:
         parser.error("no command given")
     start = time.perf_counter()
-    first_step = None
+    first_step = last_line = None
     with open(args.log, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -34,9 +36,12 @@ def main() -> int:
             if first_step is None and "first step done" in line:
                 first_step = time.perf_counter() - start
             log.write(line)
+            last_line = time.perf_counter() - start
         status = proc.wait()
     wall = time.perf_counter() - start
-    print(json.dumps({"first_step_s": first_step, "wall_s": wall, "exit": status}))
+    exit_s = None if last_line is None else wall - last_line
+    report = {"first_step_s": first_step, "last_line_s": last_line, "wall_s": wall}
+    print(json.dumps({**report, "after_last_line_s": exit_s, "exit": status}))
     return status
 
 

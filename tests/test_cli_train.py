@@ -56,7 +56,12 @@ def test_tiny_run_with_overrides(setup, capsys):
     out = tmp / "run"
     assert main(["train", str(cfg), "--out_dir", str(out), "--max-steps", "3"]) == 0
     assert read_checkpoint(out / "checkpoint.pt")["iteration"] == 3
-    assert "val loss" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "val loss" in said
+    # the run says when it is done (what comes after is the process's exit), and it says
+    # "compiling" only of a compiled step (tiny CPU runs are not compiled by default)
+    assert "done: step 3 (192 tokens), " in said and f"checkpoint {out / 'checkpoint.pt'}" in said
+    assert "first step done" in said and "compiling" not in said
     # --resume with a higher max_steps continues the run
     assert main(["train", str(cfg), "--out_dir", str(out), "--max_steps", "5", "--resume"]) == 0
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "train_loss" in r]

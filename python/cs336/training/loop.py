@@ -183,6 +183,10 @@ class _Run(Session):
                     if out_of_time and not signum:
                         self.say(f"time budget: stopped at step {state.step} after "
                                  f"{self.meter.elapsed:.0f} s")  # fmt: skip
+                    elif not signum:
+                        self.say(f"done: step {state.step:,} ({state.tokens_seen:,} tokens), "
+                                 f"{self.meter.elapsed:.1f} s after the run began; checkpoint "
+                                 f"{self.ckpt_path}")  # fmt: skip
                     break
         self.result.step = state.step
         return self.result
@@ -264,8 +268,8 @@ class _Run(Session):
             total, own = now - self.began, now - began
             if self.budget is not None:
                 self.budget.note("first step", own)
-            self.say(f"first step done {total:.1f} s after the run began "
-                     f"({own:.1f} s of it the step itself: compilation)")  # fmt: skip
+            compiling = f" ({own:.1f} s of it compiling the step)" if self.compiled else ""
+            self.say(f"first step done {total:.1f} s after the run began{compiling}")
         tokens = self.cfg.data.batch_size * self.ctx
         self.session_tokens += tokens
         state.advance(tokens, self.meter.elapsed)
