@@ -243,6 +243,7 @@ class _Run(Session):
             f"{how}: {self.model.num_parameters():,} parameters, {len(self.train_tokens):,} "
             f"training tokens, {self.world} process(es) on {self.device}, out_dir {cfg.out_dir}"
             + (f", time budget {cfg.time_budget}" if cfg.time_budget is not None else "")
+            + f"; set up {time.perf_counter() - self.began:.1f} s after the run began"
         )
         # the clock counts from `started` (cs336 train: the process's start), over resumes
         self.meter = ThroughputMeter(state.elapsed + time.perf_counter() - self.began)
