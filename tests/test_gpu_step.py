@@ -168,3 +168,23 @@ def test_the_compiled_adamw_update_on_cuda_equals_the_cpu_update(flat):
     assert opt_gpu._gated_ran  # compiled, not the eager fallback
     for p, q in zip(cpu, gpu, strict=True):
         torch.testing.assert_close(q.detach().cpu(), p.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_a_cuda_model_is_drawn_on_the_device_from_its_seed():
+    """build_model draws a CUDA model's weights there (no CPU copy made first): the same
+    seed gives the same weights, another seed others, and the weights have the handout's
+    truncated normal (within 3 std of 0)."""
+    device = torch.device("cuda")
+    torch.cuda.synchronize()
+    a = build_model(_config(seed=3), device)
+    b = build_model(_config(seed=3), device)
+    c = build_model(_config(seed=4), device)
+    for (name, pa), pb, pc in zip(
+        a.named_parameters(), b.parameters(), c.parameters(), strict=True
+    ):
+        assert pa.device.type == "cuda", name
+        assert torch.equal(pa, pb), name
+        if pa.dim() == 2:
+            assert not torch.equal(pa, pc), name
+    emb = a.token_embeddings.weight.detach()  # the default init: std 0.02, cut at 3 std
+    assert float(emb.abs().max()) <= 0.06 and 0.018 < float(emb.std()) < 0.022
