@@ -196,6 +196,21 @@ def _profile(name: str, step: Callable, x: Tensor, y: Tensor, steps: int, rows: 
         print(f"| {name} | {ms:.3f} | {e.count / steps:.0f} | {share:.1f}% |")
 
 
+def step_batch(path: str | None, vocab_size: int, batch: int, ctx: int) -> Tensor:
+    """The one batch every step runs, ``(batch, ctx + 1)`` token ids: uniform random ids,
+    or windows of a token file (real text: a few ids are far more frequent than the rest,
+    which is what the embedding's backward pass sees in ``cs336 train``)."""
+    if path is None:  # the global generator, seeded by the caller
+        return torch.randint(0, vocab_size, (batch, ctx + 1))
+    g = torch.Generator().manual_seed(0)
+    tokens = np.load(path, mmap_mode="r")
+    starts = torch.randint(0, len(tokens) - ctx - 1, (batch,), generator=g).numpy()
+    windows = np.stack([np.asarray(tokens[s : s + ctx + 1], dtype=np.int64) for s in starts])
+    if windows.max() >= vocab_size:
+        raise SystemExit(f"--batch-from {path}: token id {windows.max()} >= vocab {vocab_size}")
+    return torch.from_numpy(windows)
+
+
 def bench_steps(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     model_fields, default_batch = SHAPES[args.shape]
@@ -205,7 +220,7 @@ def bench_steps(args: argparse.Namespace) -> None:
     base_cfg = train_config(model_fields, batch, args.device, {})
     init = build_model(base_cfg, torch.device("cpu"))
     ctx = base_cfg.context_length
-    data = torch.randint(0, base_cfg.model.vocab_size, (batch, ctx + 1))
+    data = step_batch(args.batch_from, base_cfg.model.vocab_size, batch, ctx)
     x, y = data[:, :-1].to(device), data[:, 1:].to(device)
     steps: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
     for name in args.variants:
@@ -269,7 +284,9 @@ def bench_steps(args: argparse.Namespace) -> None:
         f"device: {name}; torch {torch.__version__}; shape {args.shape}: {base_cfg.model.to_dict()}"
     )
     print(
-        f"batch {batch} x {ctx} tokens; {flops:.4e} train FLOPs/token; "
+        f"batch {batch} x {ctx} tokens "
+        f"({'windows of ' + args.batch_from if args.batch_from else 'uniform random ids'}); "
+        f"{flops:.4e} train FLOPs/token; "
         f"{args.repeats} blocks of {args.steps} steps after {args.warmup} warm-up steps "
         f"(warm-up s: compilation, in this process's order)\n"
     )
@@ -426,6 +443,11 @@ def main() -> None:
         choices=list(BASELINES),
         default=list(BASELINES),
         help="plain PyTorch baselines (step mode; default all)",
+    )
+    parser.add_argument(
+        "--batch-from",
+        metavar="TOKENS.npy",
+        help="step mode: draw the batch from this token file (default: uniform random ids)",
     )
     parser.add_argument("--profile", type=int, default=0, help="profile N steps (CUDA)")
     parser.add_argument("--profile-rows", type=int, default=25, help="kernels in the table")

@@ -17,13 +17,13 @@
 # It builds nothing there: run benchmarks/gpu_prepare.sh here first, then call the device
 # with carry = ["python/cs336/_core.abi3.so", ".carry/gpu"].
 #
-#   bash benchmarks/gpu_check.sh [--explore]  # on the GPU machine: about 7 (explore: 4) minutes
+#   bash benchmarks/gpu_check.sh [--explore]  # on the GPU machine: about 7 (explore: 6) minutes
 #   PYTHON=~/.cache/cs336/venv/bin/python bash benchmarks/gpu_check.sh --dry-run
 #                                            # here: tiny shapes on the CPU (checks the script)
 #
 # Environment: PYTHON (python3), OUT (results; the device tool sets it), GPT2_STEPS (200).
-# Results (at most 8 files): env.txt, gpu_tests.txt, bench_2024.md, bench_2025.md (explore:
-# parts.md), runs.tar.gz (each run's metrics.jsonl, log, command, loss.png, samples), and
+# Results: env.txt, gpu_tests.txt, bench_2024.md, bench_2025.md (explore:
+# parts.md, bench_2024_real.md, e2e.md), runs.tar.gz (each run's metrics.jsonl, log, command, loss.png, samples), and
 # summary.md (printed last).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +85,11 @@ if [ $MODE = explore ]; then
         "exp: block-by-block compile" "exp: AdamW per tensor (not flat)" \
         "exp: loss F.cross_entropy in graph" "exp: CUDA graphs (reduce-overhead)"
     grep -A 32 "^### profile" "$OUT/bench_2024.md" >> "$OUT/summary.md"
+    note "2. the same step on real text (windows of the TinyStories tokens: skewed ids for the embedding's backward)"
+    if [ -f "$DATA/tinystories/train.npy" ]; then
+        bench bench_2024_real 150 "${SHAPES[0]}" --variants default --baselines \
+            "baseline nanoGPT (loss in graph, fused AdamW)" --batch-from "$DATA/tinystories/train.npy"
+    fi
     note "2. cs336 train against its own step: end to end, each run in its own process"
     timeout 240 $PY benchmarks/bench_train_step.py --mode e2e --device $DEVICE \
         --shape "${SHAPES[0]}" --train-steps 200 > "$OUT/e2e.md" 2> "$WORK/e2e.err" \
