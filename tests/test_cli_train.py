@@ -4,6 +4,7 @@ every bad input (clear message, non-zero exit, nothing half-written)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def test_tiny_run_with_overrides(setup, capsys):
     # "compiling" only of a compiled step (tiny CPU runs are not compiled by default)
     assert "done: step 3 (192 tokens), " in said and f"checkpoint {out / 'checkpoint.pt'}" in said
     assert "first step done" in said and "compiling" not in said
+    assert re.search(r"out_dir \S+; set up \d+\.\d s after the run began", said), said
     # --resume with a higher max_steps continues the run
     assert main(["train", str(cfg), "--out_dir", str(out), "--max_steps", "5", "--resume"]) == 0
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "train_loss" in r]
