@@ -185,8 +185,7 @@ class _Run(Session):
                                  f"{self.meter.elapsed:.0f} s")  # fmt: skip
                     elif not signum:
                         self.say(f"done: step {state.step:,} ({state.tokens_seen:,} tokens), "
-                                 f"{self.meter.elapsed:.1f} s after the run began; checkpoint "
-                                 f"{self.ckpt_path}")  # fmt: skip
+                                 f"{self.meter.elapsed:.1f} s after the run began")  # fmt: skip
                     break
         self.result.step = state.step
         return self.result
