@@ -156,3 +156,29 @@ def test_checkpoint_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("preset", ["cs336-2024", "cs336-2025"])
+def test_load_model_draws_no_weights_it_then_overwrites(tmp_path, preset):
+    """A model read from a checkpoint is built without its random init (every weight is
+    loaded next, strictly): the generator is not advanced, and the weights are the saved
+    ones, bit for bit; a model built normally does draw."""
+    from cs336.generation import load_model
+    from cs336.nn.layers import no_weight_init
+
+    cfg = ModelConfig.preset(
+        preset, vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2
+    )
+    model = TransformerLM.from_config(cfg)
+    save_checkpoint(model, None, 0, tmp_path / "c.pt")
+    before = torch.get_rng_state()
+    loaded = load_model(tmp_path / "c.pt")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert_same(model, loaded)
+    with no_weight_init():
+        TransformerLM.from_config(cfg)
+    assert torch.equal(torch.get_rng_state(), before)
+    TransformerLM.from_config(cfg)  # outside the block: initialized
+    assert not torch.equal(torch.get_rng_state(), before)
+    with no_weight_init(), pytest.raises(RuntimeError, match="Missing key"):
+        TransformerLM.from_config(cfg).load_state_dict({}, strict=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cs336.nn.functional import softmax
+from cs336.nn.layers import no_weight_init
 from cs336.nn.model import ModelConfig, TransformerLM
 from cs336.training.checkpoint import read_checkpoint
 
@@ -202,7 +203,8 @@ def load_model(
     payload = read_checkpoint(checkpoint)
     if not payload["model_config"]:
         raise ValueError(f"{os.fspath(checkpoint)} holds no model config; cannot rebuild the model")
-    model = TransformerLM.from_config(ModelConfig.from_dict(payload["model_config"]))
+    with no_weight_init():  # every weight is loaded next (strictly): draw none
+        model = TransformerLM.from_config(ModelConfig.from_dict(payload["model_config"]))
     model.load_state_dict(payload["model"])
     return model.to(device).eval()
 

@@ -29,6 +29,7 @@ from cs336.export.llama import (
     rope_theta,
     to_hf_state_dict,
 )
+from cs336.nn.layers import no_weight_init
 from cs336.nn.model import ModelConfig, TransformerLM
 from cs336.training.checkpoint import atomic_save_safetensors, load_safetensors, unwrap_model
 
@@ -210,7 +211,8 @@ def from_hf(
     state = from_hf_state_dict(_read_hf_weights(directory), config)
     if model_cfg.tie_embeddings:
         state["lm_head.weight"] = state["token_embeddings.weight"]
-    model = TransformerLM.from_config(model_cfg)
+    with no_weight_init():  # every weight is loaded next (strictly): draw none
+        model = TransformerLM.from_config(model_cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # shapes that do not match the config

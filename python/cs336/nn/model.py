@@ -26,7 +26,7 @@ from cs336.nn.block import TransformerBlock
 from cs336.nn.config import ModelConfig
 from cs336.nn.functional import cross_entropy
 from cs336.nn.fused import chunked_cross_entropy
-from cs336.nn.layers import Device, Embedding, Linear, RMSNorm
+from cs336.nn.layers import Device, Embedding, Linear, RMSNorm, weight_init_enabled
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
 
@@ -147,7 +147,8 @@ class TransformerLM(nn.Module):
         self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
-        self.init_weights()
+        if weight_init_enabled():
+            self.init_weights()
 
     @classmethod
     def from_config(

@@ -122,7 +122,8 @@ class Session:
 
     def _build(self, resume_path: str | None) -> TrainState:
         cfg = self.cfg
-        self.model = build_model(cfg, self.device)
+        loaded = resume_path is not None or cfg.init_from is not None
+        self.model = build_model(cfg, self.device, loaded=loaded)
         self.compiled = compile_enabled(cfg, self.device)
         self.optimizer = build_optimizer(cfg, self.model, self.device, compiled=self.compiled)
         state = TrainState.start(cfg.seed)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from cs336.nn.compiled import CompiledLM
 from cs336.nn.groups import param_groups
+from cs336.nn.layers import no_weight_init
 from cs336.nn.model import TransformerLM
 from cs336.optim import SGD, AdamW, clip_grad_norm
 from cs336.training.config import TrainConfig
@@ -144,18 +145,23 @@ def evaluate(
     return totals if totals is not None else torch.zeros(2, dtype=torch.float64)
 
 
-def build_model(config: TrainConfig, device: torch.device) -> TransformerLM:
+def build_model(
+    config: TrainConfig, device: torch.device, *, loaded: bool = False
+) -> TransformerLM:
     """``TransformerLM(config.model)`` on ``device``, initialized from ``config.seed`` (the
-    same weights on every process).
+    same weights on every process); ``loaded=True``: not initialized, for weights that are
+    all loaded next (a resumed run, ``init_from``).
 
     On CUDA the weights are drawn there, by the GPU's generator: the CPU's draws one number
     at a time (6.4 s for GPT-2 small's 135M weights on two cores with torch 2.15, whose
-    truncated normal resamples), the GPU's in milliseconds. A CUDA run therefore starts from other weights than
-    a CPU run with the same seed (each device's runs are reproducible)."""
+    truncated normal resamples), the GPU's in milliseconds. A CUDA run therefore starts
+    from other weights than a CPU run with the same seed (each device's runs are
+    reproducible)."""
     torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        return TransformerLM.from_config(config.model, device=device)
-    return TransformerLM.from_config(config.model).to(device)
+    with no_weight_init() if loaded else contextlib.nullcontext():
+        if device.type == "cuda":
+            return TransformerLM.from_config(config.model, device=device)
+        return TransformerLM.from_config(config.model).to(device)
 
 
 #: On a GPU, models of at most this many blocks are compiled whole, deeper ones block by
