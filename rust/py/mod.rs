@@ -11,6 +11,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 
 use crate::error::Error;
+use crate::memory::WithReserve;
 
 mod encode;
 mod pretokenize;
@@ -42,18 +43,37 @@ impl From<Error> for PyErr {
     }
 }
 
+/// The extension's allocator: an allocation the system refuses under a memory limit is
+/// served once from a reserve and stops the call at its next check (see [`crate::memory`]).
+#[global_allocator]
+static ALLOCATOR: WithReserve<std::alloc::System> = WithReserve::new(std::alloc::System);
+
 /// The caller's check of a long call, run (attached) on the calling thread from inside
 /// `py.detach`: `PyErr_CheckSignals`, so Ctrl-C works. The exception that a signal handler
 /// (or a progress callback) raises is kept and comes out unchanged: a handler that raises
-/// `SystemExit` gives `SystemExit`, not `KeyboardInterrupt`.
-#[derive(Default)]
+/// `SystemExit` gives `SystemExit`, not `KeyboardInterrupt`. It also stops the call with
+/// `MemoryError` once the allocator has used its reserve.
 struct Signals {
     raised: Mutex<Option<PyErr>>,
 }
 
+impl Default for Signals {
+    /// The check of a call that begins now: the allocator's reserve is taken (again).
+    fn default() -> Self {
+        ALLOCATOR.arm();
+        Signals {
+            raised: Mutex::default(),
+        }
+    }
+}
+
 impl Signals {
-    /// Run pending signal handlers; an exception they raise stops the work.
+    /// Stop when memory ran out; else run pending signal handlers, an exception they raise
+    /// stops the work.
     fn check(&self) -> Result<(), Error> {
+        if let Some(bytes) = ALLOCATOR.exhausted() {
+            return Err(Error::OutOfMemory { bytes });
+        }
         self.call(|py| py.check_signals())
     }
 
