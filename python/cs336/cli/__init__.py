@@ -198,9 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cs336`` command line on ``argv`` (default: ``sys.argv[1:]``); returns the
     exit status."""
     restore = _signals.install()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         try:
-            code = _main(list(sys.argv[1:] if argv is None else argv))
+            code = _main(args)
         except SystemExit:  # argparse: --help, --version, a rejected command line
             if not _flushed():
                 raise SystemExit(141) from None
@@ -210,14 +211,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         _files.remove_partial_outputs()
         _quiet_stdout()
         return 141
+    except ImportError as e:  # a library that cannot load (torch under ulimit -v, say)
+        _files.remove_partial_outputs()
+        print(f"{_command(args)}: error: {_cannot_load(e)}", file=sys.stderr)
+        return 1
     finally:
         restore()
 
 
-def _main(argv: list[str]) -> int:
+def _command(argv: list[str]) -> str:
+    """``cs336 NAME`` for the subcommand ``argv`` names, else ``cs336``."""
     named = next((a for a in argv if not a.startswith("-")), None)
-    if named in COMMANDS:
-        _signals.set_message(f"cs336 {named}: interrupted; nothing was written")
+    return f"cs336 {named}" if named in COMMANDS else "cs336"
+
+
+def _cannot_load(e: ImportError) -> str:
+    """What an import that failed says to a user, with the likely cause when the system
+    refused the memory to map a library."""
+    text = f"a library failed to load: {e}"
+    if "failed to map segment" in str(e) or "cannot allocate memory" in str(e).lower():
+        text += " (too little memory to load it: check the memory limit, ulimit -v)"
+    return text
+
+
+def _main(argv: list[str]) -> int:
+    if _command(argv) != "cs336":
+        _signals.set_message(f"{_command(argv)}: interrupted; nothing was written")
     _signals.progress_on_stderr(False)
     parser, chosen = build_parser(argv)
     _check_command(parser, argv)
