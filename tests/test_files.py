@@ -107,3 +107,37 @@ def test_check_output(tmp_path):
     link.symlink_to(tmp_path / "in.txt")
     with pytest.raises(ValueError, match="is the input"):
         check_output(link, overwrite=True, inputs=[tmp_path / "in.txt"])
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, kind):
+    """A write that fails without naming a file (ENOSPC from write(2)) comes out naming
+    the output the user asked for, and the temporary file or folder is gone."""
+    import errno
+
+    out = tmp_path / ("x.bin" if kind == "file" else "tok")
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(OSError) as caught:
+        if kind == "file":
+            with atomic_open(out):
+                raise full
+        else:
+            with atomic_dir(out):
+                raise full
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(out)
+    assert str(out) in str(caught.value) and "No space left" in str(caught.value)
+    assert everything(tmp_path) == []
+    # a file of the folder being built is named where the folder goes
+    with (
+        pytest.raises(OSError) as caught,
+        atomic_dir(tmp_path / "tok") as building,
+        atomic_open(building / "vocab.json"),
+    ):
+        raise full
+    assert caught.value.filename == str(tmp_path / "tok" / "vocab.json")
+    assert everything(tmp_path) == []
+    # an error that names its own file, or is not an OS error, passes unchanged
+    for other in (FileNotFoundError(errno.ENOENT, "gone", "elsewhere"), ValueError("bad")):
+        with pytest.raises(type(other)) as caught2, atomic_open(tmp_path / "y"):
+            raise other
+        assert caught2.value is other

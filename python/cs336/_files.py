@@ -73,12 +73,30 @@ def atomic_open(path: PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[IO[
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        named = _with_path(e, path)
+        if named is e:
+            raise
+        raise named from e
     finally:
         _partial.pop(tmp, None)
+
+
+def _with_path(e: BaseException, path: PathLike, building: Path | None = None) -> BaseException:
+    """``e``, or for an OS error that names no file (a write into a full disk, say) the
+    same error naming the output ``path`` the user gave; one that names a file in the
+    temporary folder ``building`` names it where ``path`` will have it."""
+    if not isinstance(e, OSError) or e.errno is None:
+        return e
+    if e.filename is None:
+        return OSError(e.errno, e.strerror, os.fspath(path))
+    inside = building is not None and os.fspath(e.filename).startswith(f"{building}{os.sep}")
+    if inside:
+        where = os.path.join(os.fspath(path), os.path.relpath(os.fspath(e.filename), building))
+        return OSError(e.errno, e.strerror, where)
+    return e
 
 
 @contextlib.contextmanager
@@ -103,9 +121,12 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         _replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        named = _with_path(e, path, tmp)
+        if named is e:
+            raise
+        raise named from e
     finally:
         _partial.pop(str(tmp), None)
 
