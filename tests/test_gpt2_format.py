@@ -110,3 +110,36 @@ def test_malformed_files_name_the_problem(tmp_path, vocab_text, merges_text, mes
     (tmp_path / "merges.txt").write_text(merges_text, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("vocab.json", b'{"a": \xff}', r"vocab.json is not UTF-8 text \(invalid byte at offset 6"),
+        ("merges.txt", b"\xff\xfe", r"merges.txt is not UTF-8 text \(invalid byte at offset 0\)"),
+        ("special_tokens.json", b'["\xc3"]', r"special_tokens.json is not UTF-8 text"),
+        ("pattern.txt", b"\xff", r"pattern.txt is not UTF-8 text"),
+        ("pattern.txt", b"", r"pattern.txt is empty: remove it for GPT-2's pattern"),
+    ],
+)
+def test_unreadable_files_of_a_folder_are_named(tmp_path, name, content, message):
+    """A file that is not UTF-8 (or an empty pattern.txt) is an error naming that file."""
+    Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).save_dir(tmp_path)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        Tokenizer.from_dir(tmp_path)
+
+
+def test_windows_line_ends_in_merges_load_as_the_same_merges(tmp_path):
+    tok = train_bpe_tokenizer(tmp_path)
+    merges = tmp_path / "t" / "merges.txt"
+    merges.write_bytes(merges.read_bytes().replace(b"\n", b"\r\n"))
+    assert Tokenizer.from_dir(tmp_path / "t").encode("the cat") == tok.encode("the cat")
+
+
+def train_bpe_tokenizer(tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 50, encoding="utf-8")
+    vocab, merges = train_bpe(tmp_path / "c.txt", 280)
+    tok = Tokenizer(vocab, merges)
+    tok.save_dir(tmp_path / "t")
+    return tok

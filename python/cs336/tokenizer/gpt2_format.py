@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from cs336._core import GPT2_PATTERN
 from cs336._files import atomic_dir, atomic_open
@@ -71,14 +72,28 @@ def decode_token(text: str, *, where: str = "token") -> bytes:
         ) from None
 
 
+def _read_text(path: Path, newline: str | None = None) -> str:
+    """The whole of a tokenizer file, which must be UTF-8 (``ValueError`` naming it)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+    return text if newline == "" else text.replace("\r\n", "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+
+
 def read_vocab(path: str | os.PathLike[str]) -> Vocab:
     """Read a GPT-2 ``vocab.json`` into ``{id: bytes}``."""
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from None
+    raw = _read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object mapping tokens to ids")
     vocab: Vocab = {}
@@ -96,18 +111,15 @@ def read_merges(path: str | os.PathLike[str]) -> Merges:
     line) into ``[(a_bytes, b_bytes), ...]``."""
     path = Path(path)
     merges: Merges = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not parts[0] or not parts[1]:
-                raise ValueError(f"{path}:{lineno}: expected two tokens 'a b', got {line!r}")
-            where = f"{path}:{lineno}"
-            merges.append(
-                (decode_token(parts[0], where=where), decode_token(parts[1], where=where))
-            )
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"{path}:{lineno}: expected two tokens 'a b', got {line!r}")
+        where = f"{path}:{lineno}"
+        merges.append((decode_token(parts[0], where=where), decode_token(parts[1], where=where)))
     return merges
 
 
@@ -213,16 +225,13 @@ def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str
     specials_path = directory / SPECIAL_TOKENS_FILE
     specials: list[str] = []
     if specials_path.exists():
-        with open(specials_path, encoding="utf-8") as f:
-            try:
-                specials = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{specials_path}: not valid JSON: {e}") from None
+        specials = _read_json(specials_path)
         if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
             raise ValueError(f"{specials_path}: expected a JSON list of strings")
     pattern_path = directory / PATTERN_FILE
     pattern = GPT2_PATTERN
     if pattern_path.exists():
-        with open(pattern_path, encoding="utf-8", newline="") as f:
-            pattern = f.read()
+        pattern = _read_text(pattern_path, newline="")  # exactly as written
+        if not pattern:
+            raise ValueError(f"{pattern_path} is empty: remove it for GPT-2's pattern")
     return vocab, merges, specials, pattern
