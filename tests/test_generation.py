@@ -12,8 +12,8 @@ from cs336.generation import generate_samples, sample_next
 from cs336.nn.model import ModelConfig, TransformerLM
 
 
-def tiny_model(**options) -> TransformerLM:
-    torch.manual_seed(0)
+def tiny_model(seed: int = 0, **options) -> TransformerLM:
+    torch.manual_seed(seed)
     cfg = ModelConfig(
         vocab_size=40, context_length=24, d_model=32, num_layers=2, num_heads=4, d_ff=64, **options
     )
@@ -137,11 +137,16 @@ def test_past_the_context_the_window_slides_as_a_full_recomputation(options, pro
     """70 new tokens from a 24-token context: greedy output equals re-running the model on
     the last 24 tokens at every step, for learned, rotary and no positions; a prompt longer
     than the context is seen through the same window."""
-    model = tiny_model(init="xavier", **options).eval()  # xavier: greedy paths do not settle
     prompt = [(7 * i + 3) % 40 for i in range(prompt_length)]
-    out = generate(model, prompt, 70, temperature=0)
-    assert out == slow_reference(model, prompt, 70)[0]
+    # a model whose greedy path keeps changing past the context (xavier init: most do), so
+    # that the window really slides over varied tokens; the first of a few seeds that does
+    for seed in range(8):
+        model = tiny_model(seed, init="xavier", **options).eval()
+        out = generate(model, prompt, 70, temperature=0)
+        if len(set(out[30:])) >= 3:
+            break
     assert len(out) == 70 and len(set(out[30:])) >= 3
+    assert out == slow_reference(model, prompt, 70)[0]
 
 
 def test_samples_are_decoded_together_as_the_slow_reference_draws_them():

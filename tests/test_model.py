@@ -359,3 +359,31 @@ def test_cuda_kv_cache_and_fused_attention_match_reference():
         fused(x[:, i : i + 1], kv_cache=cache) for i in range(4, 16)
     ]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["gpt2", "xavier"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_every_parameter_is_drawn_once_and_none_is_left_uninitialized(monkeypatch, init, tied):
+    """The layers are built without their own init and the model draws every weight once:
+    no parameter keeps the memory it was allocated with (filled with NaN here), the gains
+    are ones, and the weights have the chosen init's spread."""
+    import cs336.nn.layers as layers
+
+    real_empty = torch.empty
+    monkeypatch.setattr(
+        layers.torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan"))
+    )
+    for preset in ("cs336-2024", "cs336-2025"):
+        cfg = ModelConfig.preset(
+            preset, vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2,
+            init=init, tie_embeddings=tied,
+        )  # fmt: skip
+        model = TransformerLM.from_config(cfg)
+        for name, p in model.named_parameters():
+            assert torch.isfinite(p).all(), (preset, name)
+            if p.dim() == 1:
+                assert torch.equal(p, torch.ones_like(p)), name
+        std = float(model.layers[0].attn.q_proj.weight.detach().std())
+        expected = 0.02 if init == "gpt2" else (2 / (32 + 32)) ** 0.5
+        assert 0.8 * expected < std < 1.2 * expected, (init, std)
+    monkeypatch.undo()

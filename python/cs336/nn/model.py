@@ -26,7 +26,14 @@ from cs336.nn.block import TransformerBlock
 from cs336.nn.config import ModelConfig
 from cs336.nn.functional import cross_entropy
 from cs336.nn.fused import chunked_cross_entropy
-from cs336.nn.layers import Device, Embedding, Linear, RMSNorm, weight_init_enabled
+from cs336.nn.layers import (
+    Device,
+    Embedding,
+    Linear,
+    RMSNorm,
+    no_weight_init,
+    weight_init_enabled,
+)
 
 __all__ = ["ModelConfig", "KVCache", "TransformerLM"]
 
@@ -115,6 +122,16 @@ class TransformerLM(nn.Module):
             rope_theta=rope_theta, kernels=kernels, init=init, norm_eps=norm_eps,
         )  # fmt: skip
         self.config = cfg
+        initialize = weight_init_enabled()
+        with no_weight_init():  # drawn once, below (not by each layer, then again)
+            self._build(cfg, device, dtype)
+        if initialize:
+            self.init_weights()
+
+    def _build(self, cfg: ModelConfig, device: Device, dtype: Any) -> None:
+        """The modules of ``cfg``, their parameters allocated (initialized by the caller)."""
+        vocab_size, context_length, d_model = cfg.vocab_size, cfg.context_length, cfg.d_model
+        kernels, position, norm, norm_eps = cfg.kernels, cfg.position, cfg.norm, cfg.norm_eps
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         choice = {"kernels": kernels}
         self.token_embeddings = Embedding(vocab_size, d_model, **kw, **choice)
@@ -122,33 +139,31 @@ class TransformerLM(nn.Module):
         if position == "learned":
             self.position_embeddings = Embedding(context_length, d_model, **kw, **choice)
         elif position == "rope":  # one table for every layer
-            rope = RotaryPositionalEmbedding(rope_theta, cfg.d_k, context_length, device)
-        self.dropout = nn.Dropout(residual_pdrop)
+            rope = RotaryPositionalEmbedding(cfg.rope_theta, cfg.d_k, context_length, device)
+        self.dropout = nn.Dropout(cfg.residual_pdrop)
         self.layers = nn.ModuleList(
             TransformerBlock(
                 d_model,
-                num_heads,
-                d_ff,
-                attn_pdrop,
-                residual_pdrop,
+                cfg.num_heads,
+                cfg.d_ff,
+                cfg.attn_pdrop,
+                cfg.residual_pdrop,
                 norm=norm,
-                parallel=parallel,
-                ffn=ffn,
+                parallel=cfg.parallel,
+                ffn=cfg.ffn,
                 rope=rope,
                 kernels=kernels,
                 norm_eps=norm_eps,
                 **kw,
             )  # fmt: skip
-            for _ in range(num_layers)
+            for _ in range(cfg.num_layers)
         )
         if norm == "pre":  # a post-norm block's output is already normalized
             self.ln_final = RMSNorm(d_model, norm_eps, **kw, **choice)
         self._loss = cross_entropy if kernels == "reference" else chunked_cross_entropy
         self.lm_head = Linear(d_model, vocab_size, **kw)
-        if tie_embeddings:
+        if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
-        if weight_init_enabled():
-            self.init_weights()
 
     @classmethod
     def from_config(
