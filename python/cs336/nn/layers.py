@@ -48,7 +48,7 @@ _WEIGHT_INIT = contextvars.ContextVar("cs336_weight_init", default=True)
 def no_weight_init() -> Iterator[None]:
     """Modules built inside this block leave their parameters as allocated (uninitialized
     memory), for a model whose every weight is loaded next (``load_state_dict``, strict):
-    the random draws would be thrown away (6.4 s of them for GPT-2 small on two cores).
+    the random draws would be thrown away (3.4 s of them for GPT-2 small on two cores).
 
     >>> with no_weight_init():
     ...     layer = Linear(3, 2)

@@ -153,7 +153,7 @@ def build_model(
     all loaded next (a resumed run, ``init_from``).
 
     On CUDA the weights are drawn there, by the GPU's generator: the CPU's draws one number
-    at a time (6.4 s for GPT-2 small's 135M weights on two cores with torch 2.15, whose
+    at a time (3.4 s for GPT-2 small's 135M weights on two cores with torch 2.15, whose
     truncated normal resamples), the GPU's in milliseconds. A CUDA run therefore starts
     from other weights than a CPU run with the same seed (each device's runs are
     reproducible)."""
