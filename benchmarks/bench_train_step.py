@@ -48,6 +48,7 @@ from cs336 import AdamW, ModelConfig, TransformerLM, param_groups
 from cs336.accounting import peak_flops, train_flops_per_token
 from cs336.training.allocator import keep_freed_memory
 from cs336.training.config import DataConfig, TrainConfig, apply_overrides
+from cs336.training.data import batch_at, sample_starts
 from cs336.training.step import (
     autocast_for,
     build_model,
@@ -196,19 +197,23 @@ def _profile(name: str, step: Callable, x: Tensor, y: Tensor, steps: int, rows: 
         print(f"| {name} | {ms:.3f} | {e.count / steps:.0f} | {share:.1f}% |")
 
 
-def step_batch(path: str | None, vocab_size: int, batch: int, ctx: int) -> Tensor:
-    """The one batch every step runs, ``(batch, ctx + 1)`` token ids: uniform random ids,
-    or windows of a token file (real text: a few ids are far more frequent than the rest,
-    which is what the embedding's backward pass sees in ``cs336 train``)."""
+def step_batch(
+    path: str | None, vocab_size: int, batch: int, ctx: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """The one batch every step runs, inputs and targets ``(batch, ctx)`` on ``device``:
+    uniform random ids, or windows of a token file drawn as ``cs336 train`` draws them
+    (real text: a few ids are far more frequent than the rest, which is what the
+    embedding's backward pass sees in a run)."""
     if path is None:  # the global generator, seeded by the caller
-        return torch.randint(0, vocab_size, (batch, ctx + 1))
-    g = torch.Generator().manual_seed(0)
+        data = torch.randint(0, vocab_size, (batch, ctx + 1))
+        return data[:, :-1].to(device), data[:, 1:].to(device)
     tokens = np.load(path, mmap_mode="r")
-    starts = torch.randint(0, len(tokens) - ctx - 1, (batch,), generator=g).numpy()
-    windows = np.stack([np.asarray(tokens[s : s + ctx + 1], dtype=np.int64) for s in starts])
-    if windows.max() >= vocab_size:
-        raise SystemExit(f"--batch-from {path}: token id {windows.max()} >= vocab {vocab_size}")
-    return torch.from_numpy(windows)
+    starts = sample_starts(len(tokens), batch, ctx, generator=torch.Generator().manual_seed(0))
+    x, y = batch_at(tokens, starts, ctx, device)
+    top = max(int(x.max()), int(y.max()))
+    if top >= vocab_size:
+        raise SystemExit(f"--batch-from {path}: token id {top} >= vocab {vocab_size}")
+    return x, y
 
 
 def bench_steps(args: argparse.Namespace) -> None:
@@ -220,8 +225,7 @@ def bench_steps(args: argparse.Namespace) -> None:
     base_cfg = train_config(model_fields, batch, args.device, {})
     init = build_model(base_cfg, torch.device("cpu"))
     ctx = base_cfg.context_length
-    data = step_batch(args.batch_from, base_cfg.model.vocab_size, batch, ctx)
-    x, y = data[:, :-1].to(device), data[:, 1:].to(device)
+    x, y = step_batch(args.batch_from, base_cfg.model.vocab_size, batch, ctx, device)
     steps: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
     for name in args.variants:
         overrides = VARIANTS.get(name, {})

@@ -235,8 +235,9 @@ def _cannot_load(e: ImportError) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    if _command(argv) != "cs336":
-        _signals.set_message(f"{_command(argv)}: interrupted; nothing was written")
+    command = _command(argv)
+    if command != "cs336":
+        _signals.set_message(f"{command}: interrupted; nothing was written")
     _signals.progress_on_stderr(False)
     parser, chosen = build_parser(argv)
     _check_command(parser, argv)

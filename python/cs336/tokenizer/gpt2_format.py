@@ -72,15 +72,15 @@ def decode_token(text: str, *, where: str = "token") -> bytes:
         ) from None
 
 
-def _read_text(path: Path, newline: str | None = None) -> str:
-    """The whole of a tokenizer file, which must be UTF-8 (``ValueError`` naming it)."""
+def _read_text(path: Path) -> str:
+    """The whole of a tokenizer file, exactly as written, which must be UTF-8
+    (``ValueError`` naming it)."""
     with open(path, "rb") as f:
         data = f.read()
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
-    return text if newline == "" else text.replace("\r\n", "\n")
 
 
 def _read_json(path: Path) -> Any:
@@ -231,7 +231,7 @@ def read_dir(directory: str | os.PathLike[str]) -> tuple[Vocab, Merges, list[str
     pattern_path = directory / PATTERN_FILE
     pattern = GPT2_PATTERN
     if pattern_path.exists():
-        pattern = _read_text(pattern_path, newline="")  # exactly as written
+        pattern = _read_text(pattern_path)
         if not pattern:
             raise ValueError(f"{pattern_path} is empty: remove it for GPT-2's pattern")
     return vocab, merges, specials, pattern
